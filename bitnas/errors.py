@@ -1,0 +1,6 @@
+"""The one base class for problems with what the user gave: the CLI prints the message as one line
+and exits with code 2. Each part of bitnas subclasses it for its own kind of bad input."""
+
+
+class UserError(ValueError):
+    """Bad input (config, flag, genotype, dataset, study name); the message is one line."""

@@ -1,0 +1,82 @@
+"""evaluate(genotype, request) -> TrialResult: the body of one trial, wherever Ray runs it.
+
+Pure with respect to the study: it reads a genotype and a request, trains, counts, measures and
+returns data. It never touches Optuna storage or MLflow; the driver records what it returns.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+
+import torch
+from safetensors.torch import save as safetensors_bytes
+
+from bitnas.spaces import Genotype, build_model, count_costs
+
+from .data import load_dataset
+from .energy import estimate_energy
+from .latency import LatencyConfig, measure_latency
+from .train import TrainingConfig, train
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    dataset: str = "mnist5k"
+    data_seed: int = 0
+    seed: int = 0
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    energy_profile: str = "horowitz45nm"
+    train_threads: int = 1
+
+
+@dataclass
+class TrialResult:
+    genotype_hash: str
+    metrics: dict[str, float]
+    epoch_val_accuracy: list[float]
+    latency: dict
+    energy_source: str
+    cost_rows: list[dict]
+    weights: bytes
+    node: str
+    pid: int
+    seconds: float
+
+
+def evaluate(genotype_json: str, request: EvalRequest) -> TrialResult:
+    started = time.perf_counter()
+    genotype = Genotype.from_json(genotype_json)
+    data = load_dataset(request.dataset, request.data_seed)
+    if (genotype.input_size, genotype.in_channels, genotype.num_classes) != (data.input_size, data.in_channels, data.num_classes):
+        raise ValueError(f"genotype expects {genotype.input_size}x{genotype.input_size}x{genotype.in_channels} inputs and "
+                         f"{genotype.num_classes} classes; dataset {data.name} has {data.input_size}x{data.input_size}x"
+                         f"{data.in_channels} and {data.num_classes}")
+    # One thread per trial: `workers` trials run side by side, one per core, without oversubscribing.
+    torch.set_num_threads(request.train_threads)
+    torch.manual_seed(request.seed)
+    model = build_model(genotype)
+    outcome = train(model, data.train, data.val, request.training, seed=request.seed)
+    costs = count_costs(model, data.input_shape)
+    energy = estimate_energy(costs, request.energy_profile)
+    latency = measure_latency(model, data.input_shape, request.latency)
+    metrics = {
+        "val_accuracy": outcome.epoch_val_accuracy[-1],
+        "latency_ms": latency.median_ms,
+        "latency_p90_ms": latency.p90_ms,
+        "energy_uj": energy.total_uj,
+        **{key: float(value) for key, value in costs.totals().items()},
+        "train_seconds": outcome.seconds,
+        "train_steps": float(outcome.steps),
+        "final_loss": outcome.final_loss,
+    }
+    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    return TrialResult(
+        genotype_hash=genotype.hash(), metrics=metrics, epoch_val_accuracy=list(outcome.epoch_val_accuracy),
+        latency=latency.as_dict(), energy_source=energy.source,
+        cost_rows=[{**row, "energy_pj": pj} for row, pj in zip(costs.rows(), energy.by_layer_pj)],
+        weights=safetensors_bytes(state), node=platform.node(), pid=os.getpid(), seconds=time.perf_counter() - started,
+    )

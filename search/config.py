@@ -1,0 +1,143 @@
+"""The search configuration: embedded defaults, overridden by a YAML file, overridden by flags.
+
+Every key is validated before anything is created; a problem becomes one `ConfigError` line that
+names the key (`training.epochs: Input should be greater than 0 (got -1)`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bitnas.errors import UserError
+from bitnas.spaces import SpaceConfig, describe_validation_error
+
+from .objectives import OBJECTIVES
+
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class ConfigError(UserError):
+    """Bad configuration or arguments; the message is one line naming the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TrainingSection(_Section):
+    epochs: float = Field(2.0, gt=0, le=1000)
+    batch_size: int = Field(32, ge=1, le=65536)
+    lr: float = Field(5e-3, gt=0, le=10)
+
+
+class LatencySection(_Section):
+    runs: int = Field(30, ge=30, le=100_000)  # the issue's floor: a median of at least 30 runs
+    warmup: int = Field(5, ge=0, le=10_000)
+    threads: int = Field(1, ge=1, le=1024)
+
+
+class SearchConfig(_Section):
+    study: str = "mnist5k-default"
+    trials: int = Field(20, ge=1, le=100_000)
+    workers: int = Field(2, ge=1, le=1024)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    results: str = "results"
+    dataset: Literal["mnist5k", "digits"] = "mnist5k"
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    objectives: tuple[str, ...] = Field(("accuracy", "latency_ms", "energy_uj"), min_length=1, max_length=6)
+    # Reference point of the hypervolume, one value per objective, in the objective's own units.
+    # It is fixed (not derived from the trials) so that hypervolumes of different runs compare.
+    hypervolume_reference: dict[str, float] = Field(
+        default_factory=lambda: {"accuracy": 0.0, "latency_ms": 10.0, "energy_uj": 100.0})
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    latency: LatencySection = Field(default_factory=LatencySection)
+    energy_profile: Literal["horowitz45nm"] = "horowitz45nm"
+    space: SpaceConfig = Field(default_factory=SpaceConfig)
+    max_failures: int = Field(5, ge=0, le=100_000)
+
+    @field_validator("study")
+    @classmethod
+    def _study_name(cls, value: str) -> str:
+        if not STUDY_NAME.match(value):
+            raise ValueError("must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _known_objectives(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name not in OBJECTIVES:
+                raise ValueError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}")
+        if len(set(value)) != len(value):
+            raise ValueError("an objective is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _reference_for_each_objective(self) -> SearchConfig:
+        missing = [name for name in self.objectives if name not in self.hypervolume_reference]
+        if missing:
+            raise ValueError(f"hypervolume_reference has no value for objective {missing[0]!r}")
+        return self
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.results)
+
+
+# Flags that override config keys: flag destination -> dotted key.
+FLAG_KEYS = {"study": "study", "trials": "trials", "epochs": "training.epochs", "workers": "workers",
+             "seed": "seed", "results": "results"}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys to values, not {type(data).__name__}")
+    return data
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = target.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config: {part} must be a mapping")
+        target = node
+    target[last] = value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> SearchConfig:
+    """Defaults <- YAML file <- flag overrides (flag destination names, see FLAG_KEYS)."""
+    data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    for flag, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, FLAG_KEYS[flag], value)
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as error:
+        source = f"{path}: " if path is not None else ""
+        raise ConfigError(source + describe_validation_error(error, "")) from None
+
+
+def defaults_as_yaml() -> str:
+    """The embedded defaults as YAML (configs/default.yaml is this, with comments)."""
+    return yaml.safe_dump(SearchConfig().model_dump(mode="json"), sort_keys=False)

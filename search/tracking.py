@@ -1,0 +1,126 @@
+"""MLflow records of a study: one experiment per study, a parent run for the study, one child run
+per trial. Runs are found again by tags (study, trial number), so a resumed search never makes a
+second run for the same trial.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+ROLE_TAG, STUDY_TAG, TRIAL_TAG = "bitnas.role", "bitnas.study", "bitnas.trial_number"
+PARENT_TAG = "mlflow.parentRunId"
+DB_NAME, ARTIFACTS_DIR = "mlflow.db", "mlartifacts"
+
+for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def tracking_uri(results: Path) -> str:
+    return f"sqlite:///{(results / DB_NAME).resolve()}"
+
+
+def ui_command(results: Path) -> str:
+    return f"mlflow ui --backend-store-uri {tracking_uri(results)} --host 127.0.0.1 --port 5000"
+
+
+def _flatten(prefix: str, value: object) -> Iterable[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _flatten(f"{prefix}.{key}" if prefix else str(key), inner)
+    elif isinstance(value, (list, tuple)):
+        yield prefix, json.dumps(value)
+    else:
+        yield prefix, str(value)
+
+
+def find_trial_run_id(client: MlflowClient, experiment_id: str, trial_number: int) -> str | None:
+    runs = client.search_runs([experiment_id], f"tags.`{ROLE_TAG}` = 'trial' AND tags.`{TRIAL_TAG}` = '{trial_number}'",
+                              max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+class StudyTracker:
+    """Owns the study's MLflow experiment and runs; used by the driver only."""
+
+    def __init__(self, results: Path, study: str, config: dict, objective_names: list[str]):
+        self.client = MlflowClient(tracking_uri(results))
+        self.study = study
+        experiment = self.client.get_experiment_by_name(study)
+        if experiment is None:
+            location = (results / ARTIFACTS_DIR).resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(study, artifact_location=location,
+                                                               tags={STUDY_TAG: study})
+        else:
+            self.experiment_id = experiment.experiment_id
+        found = self.client.search_runs([self.experiment_id], f"tags.`{ROLE_TAG}` = 'study'", max_results=1)
+        if found:
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=study,
+                                         tags={ROLE_TAG: "study", STUDY_TAG: study,
+                                               "bitnas.objectives": ",".join(objective_names)})
+            self.parent_id = run.info.run_id
+            # Params are immutable in MLflow: the configuration that created the study is logged
+            # once; a resumed run's configuration is kept as the `config.json` artefact instead.
+            params = [Param(key, value[:6000]) for key, value in _flatten("", config)]
+            for start in range(0, len(params), 100):
+                self.client.log_batch(self.parent_id, params=params[start:start + 100])
+        self._log_json(self.parent_id, "config.json", config)
+
+    # --- trials ----------------------------------------------------------------------------------
+    def log_trial(self, number: int, *, params: dict, genotype_json: str, genotype_short: str,
+                  genotype_hash: str, metrics: dict[str, float] | None = None, epoch_accuracy: list[float] | None = None,
+                  files: dict[str, bytes | str] | None = None, error: str | None = None) -> str:
+        """Create (or find again) the trial's child run, record everything and close it."""
+        run_id = find_trial_run_id(self.client, self.experiment_id, number)
+        if run_id is None:
+            run_id = self.client.create_run(
+                self.experiment_id, run_name=f"trial-{number}",
+                tags={ROLE_TAG: "trial", STUDY_TAG: self.study, TRIAL_TAG: str(number), PARENT_TAG: self.parent_id,
+                      "bitnas.genotype_hash": genotype_hash, "bitnas.genotype": genotype_short[:5000]},
+            ).info.run_id
+        existing = self.client.get_run(run_id).data.params
+        param_list = [Param(k, str(v)) for k, v in params.items() if k not in existing]
+        metric_list = [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
+        metric_list += [Metric("val_accuracy_epoch", float(a), 0, step) for step, a in enumerate(epoch_accuracy or [], 1)]
+        tags = [RunTag("bitnas.error", error[:5000])] if error else []
+        self.client.log_batch(run_id, metrics=metric_list, params=param_list, tags=tags)
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch)
+            (folder / "genotype.json").write_text(genotype_json)
+            for name, content in (files or {}).items():
+                target = folder / name
+                if isinstance(content, bytes):
+                    target.write_bytes(content)
+                else:
+                    target.write_text(content)
+            self.client.log_artifacts(run_id, str(folder))
+        self.client.set_terminated(run_id, "FAILED" if error else "FINISHED")
+        return run_id
+
+    # --- study views -------------------------------------------------------------------------------
+    def log_study_views(self, folder: Path, *, hypervolume: float, pareto_size: int, completed: int) -> None:
+        self.client.log_batch(self.parent_id, metrics=[
+            Metric("hypervolume", hypervolume, 0, completed), Metric("pareto_size", float(pareto_size), 0, completed),
+            Metric("completed_trials", float(completed), 0, completed)])
+        self.client.log_artifacts(self.parent_id, str(folder))
+
+    def set_study_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.parent_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_id, status)
+
+    def _log_json(self, run_id: str, name: str, payload: dict) -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / name
+            path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+            self.client.log_artifact(run_id, str(path))
