@@ -43,7 +43,7 @@ class LatencySection(_Section):
 
 class SearchConfig(_Section):
     study: str = "mnist5k-default"
-    trials: int = Field(20, ge=1, le=100_000)
+    trials: int = Field(30, ge=1, le=100_000)
     workers: int = Field(2, ge=1, le=1024)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     results: str = "results"

@@ -1,9 +1,9 @@
 """Quantizers: tiny named objects that map a tensor to its low-bit form in the forward pass.
 
 Each declares its `bits`, which the cost counter reads. The straight-through estimators are
-written as `surrogate + (quantized - surrogate).detach()`: the forward value is the quantized one,
-the gradient is the surrogate's. No custom autograd function is needed, so models export to ONNX
-as plain operators.
+written as `_straight_through(surrogate, quantized)`: the forward value is exactly the quantized
+one, the gradient is the surrogate's. No custom autograd function is needed, so models export to
+ONNX as plain operators.
 """
 
 from __future__ import annotations
@@ -15,6 +15,13 @@ from torch import nn
 def _binary(x: torch.Tensor) -> torch.Tensor:
     # torch.sign maps 0 to 0, which is not a binary value; 0 goes to +1 as in the papers' kernels.
     return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+
+def _straight_through(surrogate: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
+    # `surrogate - surrogate.detach()` is exactly zero in the forward pass, so the value is exactly
+    # `quantized` (the textbook `s + (q - s).detach()` is off by rounding, which a bit-exact engine
+    # would notice), while the gradient flows through the surrogate.
+    return (surrogate - surrogate.detach()) + quantized.detach()
 
 
 class FullPrecision(nn.Module):
@@ -33,7 +40,7 @@ class SignSTE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         surrogate = torch.clamp(x, -1.0, 1.0)
-        return surrogate + (_binary(x) - surrogate).detach()
+        return _straight_through(surrogate, _binary(x))
 
 
 class ScaledSignWeights(nn.Module):
@@ -47,7 +54,7 @@ class ScaledSignWeights(nn.Module):
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         scale = w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
-        return w + (scale * _binary(w) - w).detach()
+        return _straight_through(w, scale * _binary(w))
 
 
 QUANTIZERS: dict[str, type[nn.Module]] = {

@@ -9,7 +9,7 @@ imported here; `search/` turns these choices into `trial.suggest_categorical` ca
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .blocks import BLOCKS
 from .genotype import Genotype, StageSpec
@@ -49,14 +49,20 @@ class SpaceConfig(BaseModel):
     stages: tuple[StageChoices, ...] = Field(default_factory=_default_stages, min_length=1, max_length=12)
     kernel: int = Field(3, ge=1, le=7)
 
-    @model_validator(mode="after")
-    def _known_blocks(self) -> SpaceConfig:
-        unknown = [b for b in self.blocks if b not in BLOCKS]
+    @field_validator("blocks")
+    @classmethod
+    def _known_blocks(cls, blocks: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [b for b in blocks if b not in BLOCKS]
         if unknown:
             raise ValueError(f"unknown block {unknown[0]!r}; known blocks: {', '.join(sorted(BLOCKS))}")
-        if self.kernel % 2 == 0:
+        return blocks
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd_kernel(cls, kernel: int) -> int:
+        if kernel % 2 == 0:
             raise ValueError("kernel must be odd")
-        return self
+        return kernel
 
     def choices(self) -> dict[str, list]:
         """Every parameter name with its categorical choices, in a fixed order."""

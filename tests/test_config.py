@@ -1,0 +1,45 @@
+from pathlib import Path
+
+import pytest
+
+from bitnas.search.config import ConfigError, SearchConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_default_config_equals_embedded_defaults():
+    assert load_config(REPO / "configs" / "default.yaml") == SearchConfig()
+
+
+def test_flags_override_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("trials: 7\ntraining:\n  epochs: 3\n  lr: 0.01\n")
+    config = load_config(path, {"trials": 9, "epochs": None, "study": "abc"})
+    assert (config.trials, config.training.epochs, config.training.lr, config.study) == (9, 3.0, 0.01, "abc")
+
+
+def test_epochs_flag_reaches_the_nested_key():
+    assert load_config(None, {"epochs": 0.25}).training.epochs == 0.25
+
+
+@pytest.mark.parametrize("text, message", [
+    ("trials: [1, 2\n", r"malformed YAML at line 2"),
+    ("trails: 5\n", r"^.*c\.yaml: trails: unknown key$"),
+    ("training:\n  epochs: -1\n", r"training\.epochs: Input should be greater than 0 \(got -1\)"),
+    ("workers: 0\n", r"workers: Input should be greater than or equal to 1"),
+    ("objectives: [accuracy, speed]\n", r"objectives: unknown objective 'speed'"),
+    ("space:\n  blocks: [binary, magic]\n", r"space\.blocks.*unknown block 'magic'"),
+    ("study: 'a b'\n", r"study: must be"),
+    ("- just\n- a list\n", r"must be a mapping"),
+])
+def test_bad_config_is_one_line_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_config(path)
+    assert "\n" not in str(raised.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
