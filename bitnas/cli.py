@@ -8,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -86,7 +87,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bitnas.errors import UserError
+    from bitnas.errors import RunFailed, UserError
 
     try:
         if args.command == "search":
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"bitnas: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RunFailed as error:
+        print(f"bitnas: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("bitnas: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

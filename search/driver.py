@@ -9,6 +9,7 @@ import signal
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
+from bitnas.errors import RunFailed
 from bitnas.evaluators import EvalRequest, LatencyConfig, TrainingConfig, evaluate, load_dataset
 from bitnas.spaces import Genotype
 
@@ -36,7 +38,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 PLOT_INTERVAL_S = 20.0  # plots are the slow part of a refresh; csv and metrics refresh every trial
 
 
-class SearchAborted(RuntimeError):
+class SearchAborted(RunFailed):
     """Too many trials failed; the message carries the last error."""
 
 
@@ -65,20 +67,42 @@ def _format_duration(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class _Interrupt:
-    """Turns SIGTERM into KeyboardInterrupt for the duration, so both stop the search cleanly."""
+class _Interrupts:
+    """Ctrl-C (SIGINT) and SIGTERM stop the search with KeyboardInterrupt, but never inside a
+    `shielded()` section: there the signal is held until the section ends, so that a trial is
+    always recorded whole (study storage and MLflow together) or not at all."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.depth, self.deferred, self.previous = 0, False, {}
 
     def __enter__(self):
-        self.previous = signal.signal(signal.SIGTERM, self._raise)
+        for number in self.SIGNALS:
+            self.previous[number] = signal.signal(number, self._handle)
         return self
 
-    @staticmethod
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
     def __exit__(self, *exc):
-        signal.signal(signal.SIGTERM, self.previous)
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
         return False
+
+    def _handle(self, signum, frame):
+        if self.depth:
+            self.deferred = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def shielded(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.deferred:
+                self.deferred = False
+                raise KeyboardInterrupt
 
 
 def _open_study(config: SearchConfig, objectives: list[Objective], geometry: dict) -> optuna.Study:
@@ -185,65 +209,73 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
     failures, finished_here, interrupted, last_error = 0, 0, False, ""
     frame, volume = views.refresh()
     loop_started = time.monotonic()
+    interrupts = _Interrupts()
     try:
-        with _Interrupt():
+        with interrupts:
             while True:
                 done = completed_count()
                 if done >= config.trials and not pending:
                     break
                 while len(pending) < config.workers and done + len(pending) < config.trials:
-                    trial = study.ask()
-                    params = {name: trial.suggest_categorical(name, choices) for name, choices in config.space.choices().items()}
-                    genotype = config.space.decode(params, **geometry)
-                    trial.set_user_attr("genotype", genotype.to_dict())
-                    trial.set_user_attr("genotype_hash", genotype.hash())
-                    trial.set_user_attr("genotype_short", genotype.short())
-                    ref = remote_evaluate.remote(genotype.to_json(), _request(config, trial.number))
-                    pending[ref] = _Pending(trial, genotype, params, time.monotonic())
+                    with interrupts.shielded():  # asked and dispatched, or not asked at all
+                        trial = study.ask()
+                        params = {name: trial.suggest_categorical(name, choices)
+                                  for name, choices in config.space.choices().items()}
+                        genotype = config.space.decode(params, **geometry)
+                        trial.set_user_attr("genotype", genotype.to_dict())
+                        trial.set_user_attr("genotype_hash", genotype.hash())
+                        trial.set_user_attr("genotype_short", genotype.short())
+                        ref = remote_evaluate.remote(genotype.to_json(), _request(config, trial.number))
+                        pending[ref] = _Pending(trial, genotype, params, time.monotonic())
                 ready, _ = runtime.wait(list(pending), timeout=1.0)
                 for ref in ready:
-                    item = pending.pop(ref)
-                    try:
-                        result = runtime.get(ref)
-                    except Exception as error:  # noqa: BLE001 - any failure of one trial fails that trial only
-                        failures += 1
-                        last_error = runtime.describe_error(error)
-                        _record_failure(study, tracker, item, last_error)
-                        out(f"trial {item.trial.number} failed: {last_error}")
-                        if failures > config.max_failures:
-                            raise SearchAborted(f"{failures} trials failed (max_failures={config.max_failures}); "
-                                                f"last error: {last_error}")
-                        continue
-                    values = [result.metrics[o.metric] for o in objectives]
-                    item.trial.set_user_attr("metrics", result.metrics)
-                    item.trial.set_user_attr("latency", result.latency)
-                    item.trial.set_user_attr("energy_source", result.energy_source)
-                    study.tell(item.trial, values)
-                    tracker.log_trial(
-                        item.trial.number, params=item.params, genotype_json=item.genotype.to_json(indent=2),
-                        genotype_short=item.genotype.short(), genotype_hash=result.genotype_hash,
-                        metrics=result.metrics, epoch_accuracy=result.epoch_val_accuracy,
-                        files={"weights.safetensors": result.weights, "costs.csv": _cost_csv(result.cost_rows),
-                               "latency.json": pd.Series(result.latency).to_json(indent=2)},
-                    )
-                    finished_here += 1
-                    frame, volume = views.refresh()
+                    with interrupts.shielded():  # recorded in storage and MLflow, or still pending
+                        item = pending.pop(ref)
+                        try:
+                            result = runtime.get(ref)
+                        except Exception as error:  # noqa: BLE001 - a failure of one trial fails that trial only
+                            failures += 1
+                            last_error = runtime.describe_error(error)
+                            _record_failure(study, tracker, item, last_error)
+                            out(f"trial {item.trial.number} failed: {last_error}")
+                            if failures > config.max_failures:
+                                raise SearchAborted(f"{failures} trials failed (max_failures={config.max_failures}); "
+                                                    f"last error: {last_error}")
+                            continue
+                        values = [result.metrics[o.metric] for o in objectives]
+                        _record_success(study, tracker, item, result, values)
+                        finished_here += 1
+                        frame, volume = views.refresh()
                     out(_progress_line(config, objectives, item, values, frame, finished_here,
                                        completed_before, loop_started))
     except KeyboardInterrupt:
         interrupted = True
         out(f"\ninterrupted: stopping {len(pending)} running trial(s); every completed trial is kept")
+    finally:
+        # Trials still running can never report back to this driver: fail them, never leave them RUNNING.
         for ref, item in pending.items():
             runtime.cancel(ref)
-            item.trial.set_user_attr("fail_reason", "interrupted")
-            study.tell(item.trial, state=TrialState.FAIL)
-        pending.clear()
-    finally:
+            study.tell(item.trial, state=TrialState.FAIL, skip_if_finished=True)
         runtime.shutdown()
         frame, volume = views.refresh(final=True)
         tracker.finish("KILLED" if interrupted else ("FAILED" if failures > config.max_failures else "FINISHED"))
     return SearchOutcome(config.study, completed_count(), failures, interrupted, frame, volume,
                          time.monotonic() - started, objectives)
+
+
+def _record_success(study: optuna.Study, tracker: StudyTracker, item: _Pending, result, values: list[float]) -> None:
+    item.trial.set_user_attr("metrics", result.metrics)
+    item.trial.set_user_attr("latency", result.latency)
+    item.trial.set_user_attr("energy_source", result.energy_source)
+    # MLflow first: the weights are only kept there, and a trial told COMPLETE must have them.
+    tracker.log_trial(
+        item.trial.number, params=item.params, genotype_json=item.genotype.to_json(indent=2),
+        genotype_short=item.genotype.short(), genotype_hash=result.genotype_hash,
+        metrics=result.metrics, epoch_accuracy=result.epoch_val_accuracy,
+        files={"weights.safetensors": result.weights, "costs.csv": _cost_csv(result.cost_rows),
+               "latency.json": pd.Series(result.latency).to_json(indent=2)},
+    )
+    study.tell(item.trial, values)
 
 
 def _record_failure(study: optuna.Study, tracker: StudyTracker, item: _Pending, error: str) -> None:
