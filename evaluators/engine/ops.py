@@ -1,0 +1,106 @@
+"""The steps an engine model runs, in order. Each maps one activation to the next.
+
+Activations between steps are batch-1, channel-last numpy arrays (H, W, C) float32; the last step
+returns a 1-D vector of logits. Full-precision layers run in torch on a zero-copy channels_last
+view of the same memory, so they compute exactly torch's function.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .kernels import binary_conv2d, pack_activations, packed_words
+
+_NO_RESIDUAL = np.zeros((0, 0, 0), dtype=np.float32)
+
+
+def to_torch(x: np.ndarray) -> torch.Tensor:
+    """(H, W, C) numpy -> (1, C, H, W) tensor in channels_last memory: a view, no copy."""
+    return torch.from_numpy(x).permute(2, 0, 1).unsqueeze(0)
+
+
+def from_torch(y: torch.Tensor) -> np.ndarray:
+    """(1, C, H, W) or (1, F) tensor -> (H, W, C) or (F,) float32 numpy, contiguous."""
+    if y.dim() == 4:
+        return np.ascontiguousarray(y[0].permute(1, 2, 0).numpy(), dtype=np.float32)
+    return np.ascontiguousarray(y.reshape(-1).numpy(), dtype=np.float32)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A private eval-mode copy, so later training of the source model cannot change the engine."""
+    clone = copy.deepcopy(module).eval()
+    for parameter in clone.parameters():
+        parameter.requires_grad_(False)
+    return clone
+
+
+@dataclass
+class TorchStep:
+    """Runs a module in torch: full-precision layers by design, or a block the engine cannot run."""
+
+    name: str
+    module: nn.Module
+    reason: str = "full-precision layer"
+    backend: str = "torch"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return from_torch(self.module(to_torch(x)))
+
+
+@dataclass
+class BinaryConvStep:
+    """threshold -> sign -> packed XNOR-popcount conv -> scale and BatchNorm (folded) -> + shortcut."""
+
+    name: str
+    shift: np.ndarray            # (Cin,) float32: the learnable threshold
+    weights: np.ndarray          # (k*k, Cw, Cout) uint64
+    kernel: int
+    stride: int
+    padding: int
+    in_channels: int
+    scale: np.ndarray            # (Cout,) float64: weight scale x BN gain
+    bias: np.ndarray             # (Cout,) float64: BN shift
+    shortcut: str                # "identity", "module" or "none"
+    shortcut_module: nn.Module | None = None
+    backend: str = "engine"
+    reason: str = ""
+    _packed: dict = field(default_factory=dict, repr=False)
+
+    def output_size(self, size: int) -> int:
+        return (size + 2 * self.padding - self.kernel) // self.stride + 1
+
+    def pack(self, x: np.ndarray) -> np.ndarray:
+        height, width, _ = x.shape
+        key = (height, width)
+        packed = self._packed.get(key)
+        if packed is None:  # reused between calls: the engine allocates its packed buffers once
+            packed = self._packed[key] = np.empty((height, width, packed_words(self.in_channels)), dtype=np.uint64)
+        pack_activations(x, self.shift, packed)
+        return packed
+
+    def convolve(self, packed: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+        height, width, _ = packed.shape
+        out = np.empty((self.output_size(height), self.output_size(width), self.weights.shape[2]), dtype=np.float32)
+        binary_conv2d(packed, self.weights, self.kernel, self.stride, self.padding, self.in_channels,
+                      self.scale, self.bias, _NO_RESIDUAL if residual is None else residual,
+                      residual is not None, out)
+        return out
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.shortcut == "identity":
+            residual = x
+        elif self.shortcut == "module":
+            with torch.inference_mode():
+                residual = from_torch(self.shortcut_module(to_torch(x)))
+        else:
+            residual = None
+        return self.convolve(self.pack(x), residual)
+
+
+__all__ = ["BinaryConvStep", "TorchStep", "from_torch", "frozen_copy", "to_torch"]
