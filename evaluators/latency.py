@@ -1,30 +1,49 @@
-"""Latency at batch 1 on this CPU, measured the way the literature asks (numbers.md):
-fixed input shape, warm-up, a fixed thread count, median and p90 over many runs.
+"""Latency at batch 1 on a named target, measured the way the literature asks (numbers.md):
+fixed input shape, warm-up, a fixed thread count, median and p90 over >= 50 runs, and every
+measurement records the environment it ran in (CPU model and SIMD flags, threads, CPU affinity,
+library versions, the engine used).
 
-Until the packed binary engine exists, this times the torch model itself, in which binary layers
-are *simulated* in float; the result says so in `engine`, because a simulated binary network is
-slower than the float network it stands for.
+Targets (`LatencyConfig.target`):
+- `cpu` (default): the packed binary engine (`bitnas.evaluators.engine`): binary convolutions as
+  XNOR-popcount, full-precision layers in torch; what a deployed binary network costs here;
+- `torch-cpu`: the torch model itself, binary layers *simulated* in fp32 (slower than float);
+- `torch-cuda`: the torch model on the first CUDA device, where there is one;
+- `onnxruntime`: the model exported to ONNX (binary layers simulated) in onnxruntime's CPU provider.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
+from bitnas.errors import UserError
+
 TORCH_ENGINE = "torch-cpu (binary layers simulated in fp32)"
+DEFAULT_TARGET = "cpu"
+SIMD_FLAGS = ("sse4_2", "popcnt", "avx2", "fma", "avx512f", "avx512bw", "avx512_vpopcntdq", "avx512_vnni", "asimd",
+              "sve")
+
+
+class LatencyTargetError(UserError):
+    """A latency target that does not exist or cannot run here; the message says which and why."""
 
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    runs: int = 30
+    runs: int = 50
     warmup: int = 5
     threads: int = 1
+    target: str = DEFAULT_TARGET
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,8 @@ class LatencyMeasurement:
     cpu: str
     torch_version: str
     host: str
+    target: str = DEFAULT_TARGET
+    environment: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,34 +76,137 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@lru_cache(maxsize=1)
+def cpu_flags() -> tuple[str, ...]:
+    """The SIMD features that decide binary-kernel speed (popcount width), as /proc/cpuinfo names them."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return tuple(flag for flag in SIMD_FLAGS if flag in present)
+    except OSError:
+        pass
+    return ()
+
+
+def environment(threads: int, engine: str) -> dict:
+    versions = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    for name in ("numba", "onnxruntime"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return {"cpu": cpu_model(), "cpu_flags": list(cpu_flags()), "machine": platform.machine(),
+            "logical_cpus": os.cpu_count(), "cpu_affinity": affinity, "threads": threads, "engine": engine,
+            "versions": versions, "host": platform.node()}
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
+# ---- targets: each prepares a batch-1 forward pass and names the engine that runs it -----------
+
+Runner = Callable[[], object]
+TargetFactory = Callable[[nn.Module, tuple[int, int, int], int], tuple[Runner, str]]
+TARGETS: dict[str, TargetFactory] = {}
+
+
+def register_target(name: str) -> Callable[[TargetFactory], TargetFactory]:
+    def add(factory: TargetFactory) -> TargetFactory:
+        TARGETS[name] = factory
+        return factory
+
+    return add
+
+
+@register_target("cpu")
+def _packed_engine(model: nn.Module, input_shape: tuple[int, int, int], threads: int) -> tuple[Runner, str]:
+    import numba
+
+    from .engine import ENGINE_NAME, compile_model
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    engine = compile_model(model, input_shape)
+    sample = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+    fallbacks = engine.fallbacks
+    name = ENGINE_NAME if not fallbacks else (
+        f"{ENGINE_NAME}; in torch: " + ", ".join(f"{step} ({reason})" for step, reason in fallbacks))
+    return (lambda: engine.run_one(sample)), name
+
+
+def _torch_runner(model: nn.Module, sample: torch.Tensor) -> Runner:
+    def run():
+        with torch.inference_mode():
+            return model(sample)
+
+    return run
+
+
+@register_target("torch-cpu")
+def _torch_cpu(model: nn.Module, input_shape: tuple[int, int, int], threads: int) -> tuple[Runner, str]:
+    return _torch_runner(model, torch.randn(1, *input_shape)), TORCH_ENGINE
+
+
+@register_target("torch-cuda")
+def _torch_cuda(model: nn.Module, input_shape: tuple[int, int, int], threads: int) -> tuple[Runner, str]:
+    if not torch.cuda.is_available():
+        raise LatencyTargetError("latency target 'torch-cuda' needs a CUDA device; this torch build or machine has none")
+    device_model = model.to("cuda")
+    sample = torch.randn(1, *input_shape, device="cuda")
+    run = _torch_runner(device_model, sample)
+
+    def synchronised():
+        run()
+        torch.cuda.synchronize()
+
+    return synchronised, f"torch-cuda {torch.cuda.get_device_name(0)} (binary layers simulated in fp32)"
+
+
+@register_target("onnxruntime")
+def _onnxruntime(model: nn.Module, input_shape: tuple[int, int, int], threads: int) -> tuple[Runner, str]:
+    import onnxruntime
+
+    sample = torch.randn(1, *input_shape)
+    buffer = io.BytesIO()
+    torch.onnx.export(model, (sample,), buffer, input_names=["image"], output_names=["logits"], dynamo=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    feed = {"image": sample.numpy()}
+    return (lambda: session.run(["logits"], feed)), (
+        f"onnxruntime {onnxruntime.__version__} CPUExecutionProvider (binary layers simulated in fp32)")
+
+
 def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], config: LatencyConfig) -> LatencyMeasurement:
-    """Median and p90 wall time of one batch-1 forward pass, in milliseconds."""
+    """Median and p90 wall time of one batch-1 forward pass on `config.target`, in milliseconds."""
     if config.runs < 1:
         raise ValueError("latency runs must be >= 1")
+    if config.target not in TARGETS:
+        raise LatencyTargetError(f"unknown latency target {config.target!r}; known targets: {', '.join(sorted(TARGETS))}")
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     was_training = model.training
     model.eval()
-    sample = torch.randn(1, *input_shape)
     timings: list[float] = []
     try:
-        with torch.inference_mode():
-            for _ in range(config.warmup):
-                model(sample)
-            for _ in range(config.runs):
-                start = time.perf_counter_ns()
-                model(sample)
-                timings.append((time.perf_counter_ns() - start) / 1e6)
+        run, engine = TARGETS[config.target](model, tuple(input_shape), config.threads)
+        for _ in range(config.warmup):
+            run()
+        for _ in range(config.runs):
+            start = time.perf_counter_ns()
+            run()
+            timings.append((time.perf_counter_ns() - start) / 1e6)
     finally:
         torch.set_num_threads(previous_threads)
         model.train(was_training)
     return LatencyMeasurement(
         median_ms=statistics.median(timings), p90_ms=_percentile(timings, 0.9), min_ms=min(timings),
-        runs=config.runs, threads=config.threads, engine=TORCH_ENGINE, cpu=cpu_model(),
-        torch_version=torch.__version__, host=platform.node(),
+        runs=config.runs, threads=config.threads, engine=engine, cpu=cpu_model(),
+        torch_version=torch.__version__, host=platform.node(), target=config.target,
+        environment=environment(config.threads, engine),
     )

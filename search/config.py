@@ -39,6 +39,9 @@ class LatencySection(_Section):
     runs: int = Field(30, ge=30, le=100_000)  # the floor: a median of at least 30 runs
     warmup: int = Field(5, ge=0, le=10_000)
     threads: int = Field(1, ge=1, le=1024)
+    # Where latency is measured: `cpu` is the packed binary engine; `torch-cpu` / `torch-cuda` /
+    # `onnxruntime` time the model with binary layers simulated in fp32.
+    target: Literal["cpu", "torch-cpu", "torch-cuda", "onnxruntime"] = "cpu"
 
 
 class SearchConfig(_Section):
