@@ -1,0 +1,253 @@
+"""How much faster is the packed binary engine than torch fp32, per layer and end to end, and is it exact?
+
+Everything runs in one process, interleaved call by call (other work shares these cores, so only
+ratios measured side by side mean anything), at batch 1:
+
+- layer: binary 3x3 conv at the ResNet-18 shapes, one thread, engine (activation thresholding and
+  packing included) vs torch fp32 conv2d of the same shape; goal median speedup >= 15x;
+- threads: the engine's layer time on two threads vs one; goal >= 1.8x on the larger shapes;
+- network: a Bi-Real-style ResNet-18 (16 binary 3x3 convs, full-precision stem, 1x1 downsampling
+  shortcuts and classifier) at 32x32 and 224x224, engine vs the same network with its binary convs
+  as plain fp32 convs in torch, one thread; goal >= 8x; the binary-simulated torch model for scale;
+- exactness: integer accumulations vs torch's +-1 conv (mismatches), logits' max relative error
+  and predicted-class agreement on random images.
+
+    python benchmarks/engine.py [--quick] [--json] [--csv PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+from torch import nn
+
+from bitnas.evaluators.engine import (binary_conv2d, compile_model, pack_activations, pack_weight_signs,
+                                      packed_words)
+from bitnas.spaces import Genotype, build_model
+from bitnas.spaces.blocks import BinaryConvBlock
+from bitnas.spaces.builder import Network
+from bitnas.spaces.quantizers import FullPrecision
+
+LAYER_SHAPES = [(56, 64), (28, 128), (14, 256), (7, 512)]  # ResNet-18's 3x3 convs: (size, channels)
+NO_RESIDUAL = np.zeros((0, 0, 0), np.float32)
+
+
+def cpu_description() -> dict:
+    from bitnas.evaluators.latency import cpu_model
+
+    flags: list[str] = []
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next(line for line in handle if line.startswith("flags")).split(":", 1)[1].split()
+    except (OSError, StopIteration):
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vpopcntdq", "avx512vpopcntdq", "popcnt", "neon", "asimd")
+    return {"cpu": cpu_model(), "simd": [flag for flag in wanted if flag in flags], "machine": platform.machine(),
+            "numba": numba.__version__, "torch": torch.__version__, "numpy": np.__version__}
+
+
+def interleaved(candidates: dict, rounds: int, calls: int) -> dict[str, float]:
+    """Median milliseconds per call of each candidate, alternating candidates round by round."""
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for name, run in candidates.items():  # warm-up: compile, allocate, fill caches
+        run()
+    for _ in range(rounds):
+        for name, run in candidates.items():
+            for _ in range(calls):
+                start = time.perf_counter_ns()
+                run()
+                samples[name].append((time.perf_counter_ns() - start) / 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def set_threads(count: int) -> None:
+    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(count)
+
+
+def layer_case(size: int, channels: int, seed: int):
+    """A binary 3x3 conv at one shape: the engine call and torch's fp32 conv, on the same data."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((size, size, channels)).astype(np.float32)  # channel-last, as in the engine
+    shift = rng.normal(0, 0.1, channels).astype(np.float32)
+    weight = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
+    packed_weights = pack_weight_signs(weight >= 0)
+    packed = np.empty((size, size, packed_words(channels)), np.uint64)
+    out = np.empty((size, size, channels), np.float32)
+    scale, bias = np.abs(weight).mean(axis=(1, 2, 3)).astype(np.float64), np.zeros(channels)
+
+    def engine() -> np.ndarray:
+        pack_activations(x, shift, packed)
+        binary_conv2d(packed, packed_weights, 3, 1, 1, channels, scale, bias, NO_RESIDUAL, False, out)
+        return out
+
+    x_torch = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+    w_torch = torch.from_numpy(weight)
+
+    def fp32() -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.nn.functional.conv2d(x_torch, w_torch, padding=1)
+
+    def mismatches() -> int:
+        """Engine integer accumulation vs torch's conv of the +-1 tensors: entries that differ."""
+        pack_activations(x, shift, packed)
+        unit = np.empty_like(out)
+        binary_conv2d(packed, packed_weights, 3, 1, 1, channels, np.ones(channels), bias, NO_RESIDUAL, False, unit)
+        signs = torch.where(x_torch + torch.from_numpy(shift)[:, None, None] >= 0, 1.0, -1.0)
+        expected = torch.nn.functional.conv2d(signs, torch.where(w_torch >= 0, 1.0, -1.0), padding=1)[0]
+        return int((torch.from_numpy(unit.transpose(2, 0, 1).copy()) != expected).sum())
+
+    return engine, fp32, mismatches
+
+
+def bireal18(size: int, classes: int) -> nn.Module:
+    """Bi-Real-18: ResNet-18's 16 3x3 convs binary, each with its own shortcut (bitnas blocks)."""
+    if size >= 128:  # ImageNet stem: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool, all full precision
+        stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        blocks, channels = [], 64
+        for index, width in enumerate((64, 128, 256, 512)):
+            for depth in range(4):
+                stride = 2 if index > 0 and depth == 0 else 1
+                blocks.append(BinaryConvBlock(channels, width, stride, 3))
+                channels = width
+        return Network(stem, nn.Sequential(*blocks), channels, classes)
+    stages = [{"block": "binary", "width": w, "depth": 4, "stride": 1 if i == 0 else 2}
+              for i, w in enumerate((64, 128, 256, 512))]
+    return build_model(Genotype(input_size=size, in_channels=3, num_classes=classes, stem_width=64, stages=stages))
+
+
+def trained_like(model: nn.Module, seed: int) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.copy_(0.3 * torch.randn(module.num_features, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(module.num_features, generator=generator))
+            if hasattr(module, "shift"):
+                module.shift.copy_(0.2 * torch.randn(module.shift.shape, generator=generator))
+    return model.eval()
+
+
+def as_fp32(model: nn.Module) -> nn.Module:
+    """The same network with its binary convs as ordinary fp32 convs: what binarisation replaces."""
+    floated = copy.deepcopy(model)
+    for module in floated.modules():
+        if hasattr(module, "input_quantizer"):
+            module.input_quantizer, module.kernel_quantizer = FullPrecision(), FullPrecision()
+    return floated.eval()
+
+
+def network_rows(quick: bool) -> list[dict]:
+    rows = []
+    for size, classes, images in ((32, 10, 32), (224, 1000, 4)):
+        torch.manual_seed(size)
+        model = trained_like(bireal18(size, classes), size)
+        engine = compile_model(model, (3, size, size))
+        fp32 = as_fp32(model)
+        batch = torch.randn(images if not quick else max(2, images // 4), 3, size, size)
+        with torch.inference_mode():
+            expected = model(batch).numpy()
+            exact = copy.deepcopy(model).double()(batch.double()).numpy()  # the same function in float64
+        got = engine(batch.numpy())
+        relative = lambda a, b: float(np.abs(a - b).max() / np.abs(b).max())  # noqa: E731
+        agree = float((got.argmax(1) == expected.argmax(1)).mean())
+        sample = batch[:1]
+        sample_np = sample[0].numpy()
+
+        def run_torch(m=fp32):
+            with torch.inference_mode():
+                return m(sample)
+
+        def run_simulated(m=model):
+            with torch.inference_mode():
+                return m(sample)
+
+        calls = (5 if size == 32 else 1) if quick else (20 if size == 32 else 3)
+        rounds = 3 if quick else 5
+        times = interleaved({"engine": lambda: engine.run_one(sample_np), "fp32": run_torch,
+                             "simulated": run_simulated}, rounds, calls)
+        rows.append({"section": "network", "case": f"bireal18-{size}x{size}", "threads": 1,
+                     "engine_ms": times["engine"], "baseline_ms": times["fp32"], "ratio": times["fp32"] / times["engine"],
+                     "goal": ">= 8x vs fp32", "exact": f"rel logit err vs torch {relative(got, expected):.1e} "
+                     f"(vs fp64: engine {relative(got, exact):.1e}, torch fp32 {relative(expected, exact):.1e}); "
+                     f"same class {agree:.0%} of {len(batch)} images; torch binary-simulated {times['simulated']:.1f} ms"})
+    return rows
+
+
+def layer_rows(quick: bool) -> list[dict]:
+    rows, thread_rows = [], []
+    calls, rounds = (5, 3) if quick else (20, 5)
+    for index, (size, channels) in enumerate(LAYER_SHAPES):
+        engine, fp32, mismatches = layer_case(size, channels, index)
+        set_threads(1)
+        one = interleaved({"engine": engine, "fp32": fp32}, rounds, calls)
+        rows.append({"section": "layer", "case": f"3x3 {size}x{size}x{channels}", "threads": 1,
+                     "engine_ms": one["engine"], "baseline_ms": one["fp32"], "ratio": one["fp32"] / one["engine"],
+                     "goal": ">= 15x (median)", "exact": f"{mismatches()} integer mismatches"})
+        # Two threads vs one, alternating thread counts between rounds (after starting the pool).
+        set_threads(2)
+        engine()
+        samples = {1: [], 2: []}
+        for _ in range(rounds):
+            for threads in (1, 2):
+                set_threads(threads)
+                samples[threads].append(interleaved({"engine": engine}, 1, calls)["engine"])
+        one_t, two_t = statistics.median(samples[1]), statistics.median(samples[2])
+        thread_rows.append({"section": "threads", "case": f"3x3 {size}x{size}x{channels}", "threads": 2,
+                            "engine_ms": two_t, "baseline_ms": one_t, "ratio": one_t / two_t,
+                            "goal": ">= 1.8x (larger shapes)", "exact": ""})
+    set_threads(1)
+    return rows + thread_rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (under 2 minutes)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--csv", type=Path, default=Path("results/bench/engine.csv"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    environment = cpu_description()
+    set_threads(1)
+    rows = layer_rows(args.quick)
+    rows += network_rows(args.quick)
+    layer_ratios = [row["ratio"] for row in rows if row["section"] == "layer"]
+    summary = {"layer_median_speedup": statistics.median(layer_ratios),
+               "network_speedups": {row["case"]: row["ratio"] for row in rows if row["section"] == "network"},
+               "seconds": time.perf_counter() - started}
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    with args.csv.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({**row, "engine_ms": round(row["engine_ms"], 4), "baseline_ms": round(row["baseline_ms"], 4),
+                          "ratio": round(row["ratio"], 2)} for row in rows)
+    if args.json:
+        json.dump({"environment": environment, "rows": rows, "summary": summary}, sys.stdout, indent=1)
+        print()
+        return
+    print(f"{environment['cpu']}; SIMD {', '.join(environment['simd']) or '-'}; numba {environment['numba']}, "
+          f"torch {environment['torch']}")
+    header = f"{'section':<8} {'case':<22} {'thr':>3} {'engine ms':>10} {'base ms':>10} {'ratio':>7}  {'goal':<24} exactness"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['section']:<8} {row['case']:<22} {row['threads']:>3} {row['engine_ms']:>10.3f} "
+              f"{row['baseline_ms']:>10.3f} {row['ratio']:>6.1f}x  {row['goal']:<24} {row['exact']}")
+    print(f"layer median speedup {summary['layer_median_speedup']:.1f}x (goal 15x); "
+          + "; ".join(f"{case} {ratio:.1f}x" for case, ratio in summary["network_speedups"].items())
+          + f" (goal 8x); {summary['seconds']:.0f} s; written to {args.csv}")
+
+
+if __name__ == "__main__":
+    main()
