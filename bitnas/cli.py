@@ -54,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--study", required=True, help="study name")
     export.add_argument("--results", default="results", help="results directory (default: results)")
     export.add_argument("--trial", type=_integer, help="export this trial number instead of the Pareto front")
+
+    costs = commands.add_parser("costs", help="print a network's costs and per-layer table",
+                                description="Params, size, BOPs, FLOPs, OPs, ACE, low-bit MACs and memory traffic "
+                                            "of a genotype file or a reference network.")
+    costs.add_argument("genotype", nargs="?", type=Path, help="genotype JSON file (or give --baseline)")
+    costs.add_argument("--baseline", help="a reference network, e.g. birealnet18, reactnet_a, bireal_small")
+    costs.add_argument("--input-size", type=_integer, help="input height and width (default: the network's own)")
+    costs.add_argument("--in-channels", type=_integer, help="input channels (default: the network's own)")
+    costs.add_argument("--classes", type=_integer, help="number of classes (default: the network's own)")
+    costs.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     return parser
 
 
@@ -85,6 +95,14 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _costs(args: argparse.Namespace) -> int:
+    from bitnas.spaces.summary import costs_command
+
+    print(costs_command(args.genotype, args.baseline, input_size=args.input_size, in_channels=args.in_channels,
+                        num_classes=args.classes, as_json=args.json))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bitnas.errors import RunFailed, UserError
@@ -92,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "search":
             return _search(args)
+        if args.command == "costs":
+            return _costs(args)
         return _export(args)
     except UserError as error:
         print(f"bitnas: error: {error}", file=sys.stderr)

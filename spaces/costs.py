@@ -1,11 +1,19 @@
-"""The one cost counter: params, size in bits, BOPs, FLOPs, OPs, per layer and in total.
+"""The one cost counter: params, size in bits, BOPs, FLOPs, OPs, ACE, low-bit MACs and memory
+traffic, per layer and in total.
 
-Conventions follow Bi-Real Net / ReActNet (see shared/reference/numbers.md):
+Conventions follow Bi-Real Net / ReActNet / PokeBNN (see shared/reference/numbers.md):
 - a MAC of a conv or linear layer is counted once (multiply-accumulate, not two FLOPs);
-- FLOPs are the MACs of full-precision layers, BOPs the MACs with 1-bit weights *and* 1-bit
-  activations, OPs = BOPs / 64 + FLOPs;
-- MACs at other widths (2/4/8 bit) are kept apart by their wider operand;
-- BatchNorm, pooling, additions and activations are not counted, as in the papers.
+- FLOPs are the MACs of full-precision layers (32-bit weights and activations), BOPs the MACs
+  with 1-bit weights *and* 1-bit activations;
+- OPs = BOPs / 64 + FLOPs, the papers' formula, generalised to the other widths by the same
+  argument: a MAC of w-bit weights and a-bit activations counts w x a / 64 OPs (an int8 MAC
+  1, a 2-bit MAC 1/16); for binary and float networks this is exactly the papers' figure;
+- ACE (PokeBNN) = sum of MACs x weight bits x activation bits: a binary MAC 1, int8 64, fp32 1024;
+- MACs at 2/4/8 bits are reported apart, keyed by the wider operand (W2A1 counts as 2-bit);
+- memory traffic = what conv/linear layers read per inference: their weights at the weight
+  width plus their input activations at the input width (no cache, no fusion assumed);
+- BatchNorm, pooling, additions, activations, shifts and squeeze gates' sigmoids are not
+  counted, as in the papers.
 Every weight counts at its quantizer's width in `size_bits`; all other parameters at 32 bits.
 """
 
@@ -33,6 +41,17 @@ class LayerCost:
     macs: int
     params: int
     size_bits: int
+    memory_bits: int = 0  # weights at their width + input activations at theirs
+
+    @property
+    def ace(self) -> int:
+        return self.macs * self.weight_bits * self.input_bits
+
+    @property
+    def ops(self) -> float:
+        if self.weight_bits == 32 and self.input_bits == 32:
+            return float(self.macs)
+        return self.macs * self.weight_bits * self.input_bits / 64
 
 
 @dataclass(frozen=True)
@@ -52,7 +71,24 @@ class CostReport:
 
     @property
     def ops(self) -> float:
-        return self.bops / 64 + self.flops
+        return sum(l.ops for l in self.layers)
+
+    @property
+    def ace(self) -> int:
+        return sum(l.ace for l in self.layers)
+
+    @property
+    def macs(self) -> int:
+        return sum(l.macs for l in self.layers)
+
+    def low_bit_macs(self, bits: int) -> int:
+        """MACs whose wider operand has `bits` bits (2, 4 or 8), neither operand 32-bit."""
+        return sum(l.macs for l in self.layers
+                   if max(l.weight_bits, l.input_bits) == bits and l.weight_bits < 32 and l.input_bits < 32)
+
+    @property
+    def memory_bits(self) -> int:
+        return sum(l.memory_bits for l in self.layers)
 
     @property
     def size_kb(self) -> float:
@@ -60,10 +96,24 @@ class CostReport:
 
     def totals(self) -> dict[str, float]:
         return {"params": self.params, "size_bits": self.size_bits, "size_kb": self.size_kb,
-                "bops": self.bops, "flops": self.flops, "ops": self.ops}
+                "bops": self.bops, "flops": self.flops, "ops": self.ops, "ace": self.ace, "macs": self.macs,
+                "macs_2bit": self.low_bit_macs(2), "macs_4bit": self.low_bit_macs(4),
+                "macs_8bit": self.low_bit_macs(8), "memory_bits": self.memory_bits,
+                "memory_kb": self.memory_bits / 8 / 1024}
 
     def rows(self) -> list[dict]:
-        return [asdict(layer) for layer in self.layers]
+        return [{**asdict(layer), "ace": layer.ace, "ops": layer.ops} for layer in self.layers]
+
+    def table(self) -> str:
+        """The per-layer table as aligned text, one line per conv/linear layer."""
+        header = ("layer", "kind", "in", "out", "k", "g", "W", "A", "MACs", "params", "bits")
+        lines = [header] + [
+            (l.name, l.kind, "x".join(map(str, l.in_shape)), "x".join(map(str, l.out_shape)), str(l.kernel),
+             str(l.groups), str(l.weight_bits), str(l.input_bits), f"{l.macs:,}", f"{l.params:,}", f"{l.size_bits:,}")
+            for l in self.layers]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        return "\n".join("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in
+                                    enumerate(zip(line, widths))).rstrip() for line in lines)
 
 
 def _bits(module: nn.Module, attribute: str) -> int:
@@ -86,13 +136,14 @@ def count_costs(model: nn.Module, input_shape: tuple[int, int, int]) -> CostRepo
             else:
                 macs = module.in_features * module.out_features
                 kind, k, groups = "linear", 0, 1
-            weight_bits = _bits(module, "weight_bits")
+            weight_bits, input_bits = _bits(module, "weight_bits"), _bits(module, "input_bits")
             params = weight.numel() + (module.bias.numel() if module.bias is not None else 0)
             size = weight.numel() * weight_bits + (module.bias.numel() * 32 if module.bias is not None else 0)
             layers.append(LayerCost(
                 name=name, kind=kind, in_shape=tuple(inputs[0].shape[1:]), out_shape=tuple(output.shape[1:]),
-                kernel=k, groups=groups, weight_bits=weight_bits, input_bits=_bits(module, "input_bits"),
+                kernel=k, groups=groups, weight_bits=weight_bits, input_bits=input_bits,
                 macs=int(macs), params=int(params), size_bits=int(size),
+                memory_bits=int(weight.numel() * weight_bits + inputs[0][0].numel() * input_bits),
             ))
         return hook
 

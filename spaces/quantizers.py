@@ -4,12 +4,23 @@ Each declares its `bits`, which the cost counter reads. The straight-through est
 written as `_straight_through(surrogate, quantized)`: the forward value is exactly the quantized
 one, the gradient is the surrogate's. No custom autograd function is needed, so models export to
 ONNX as plain operators.
+
+Two kinds: activation quantizers (`SignSTE`, `ApproxSign`, `RSign`, `TwoBitSymmetric`,
+`LsqActivations`) and weight quantizers (`ScaledSignWeights`, `SignWeights`, `TwoBitWeights`,
+`UniformWeights`); `FullPrecision` is both. `activation_quantizer(bits)` and
+`weight_quantizer(bits)` pick the default of each kind for a bit width.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from typing import Callable
+
 import torch
 from torch import nn
+
+BIT_WIDTHS = (1, 2, 4, 8, 32)
 
 
 def _binary(x: torch.Tensor) -> torch.Tensor:
@@ -24,6 +35,10 @@ def _straight_through(surrogate: torch.Tensor, quantized: torch.Tensor) -> torch
     return (surrogate - surrogate.detach()) + quantized.detach()
 
 
+def _per_output_channel(w: torch.Tensor, reduce: Callable[..., torch.Tensor]) -> torch.Tensor:
+    return reduce(w, dim=tuple(range(1, w.dim())), keepdim=True)
+
+
 class FullPrecision(nn.Module):
     """Identity: 32-bit floats."""
 
@@ -33,6 +48,7 @@ class FullPrecision(nn.Module):
         return x
 
 
+# --- 1-bit activations ------------------------------------------------------------------------
 class SignSTE(nn.Module):
     """Binary activations in {-1, +1}; clipped straight-through gradient (zero where |x| > 1)."""
 
@@ -43,6 +59,40 @@ class SignSTE(nn.Module):
         return _straight_through(surrogate, _binary(x))
 
 
+class ApproxSign(nn.Module):
+    """Bi-Real Net's sign: forward {-1, +1}; gradient of the piecewise polynomial
+    2x + x^2 (x < 0), 2x - x^2 (x >= 0), clipped at |x| = 1, i.e. 2 - 2|x| inside [-1, 1].
+
+    Closer to the true sign than the clipped identity, so the gradient mismatch is smaller.
+    """
+
+    bits = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        clipped = torch.clamp(x, -1.0, 1.0)
+        surrogate = 2 * clipped - clipped * clipped.abs()
+        return _straight_through(surrogate, _binary(x))
+
+
+class RSign(nn.Module):
+    """ReActNet's RSign: sign(x - threshold) with a learnable per-channel threshold.
+
+    `channels=1` gives one threshold shared by all channels (it broadcasts).
+    """
+
+    bits = 1
+
+    def __init__(self, channels: int = 1):
+        super().__init__()
+        self.threshold = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shifted = x - (self.threshold if x.dim() == 4 else self.threshold.flatten(1))
+        surrogate = torch.clamp(shifted, -1.0, 1.0)
+        return _straight_through(surrogate, _binary(shifted))
+
+
+# --- 1-bit weights ----------------------------------------------------------------------------
 class ScaledSignWeights(nn.Module):
     """Binary weights with XNOR-Net's per-output-channel scale alpha = mean(|w|).
 
@@ -53,12 +103,146 @@ class ScaledSignWeights(nn.Module):
     bits = 1
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        scale = w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+        scale = _per_output_channel(w.abs(), torch.mean)
         return _straight_through(w, scale * _binary(w))
 
 
-QUANTIZERS: dict[str, type[nn.Module]] = {
+class SignWeights(nn.Module):
+    """Binary weights in {-1, +1} without a scale (QuickNet, ReActNet with BN after the conv)."""
+
+    bits = 1
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return _straight_through(torch.clamp(w, -1.0, 1.0), _binary(w))
+
+
+# --- 2 bits -----------------------------------------------------------------------------------
+def _two_bit(x: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """Nearest of {-1, -a, +a, +1} to x (after clipping to [-1, 1]), with `inner` = a.
+
+    The level choice is detached; `a` keeps its gradient (it multiplies the inner levels), so
+    it is learned like LSQ's step size. x gets the clipped straight-through gradient.
+    """
+    sign = _binary(x).detach()
+    outer = (x.abs() >= (1 + inner) / 2).detach()
+    levels = torch.where(outer, sign, sign * inner)
+    clipped = torch.clamp(x, -1.0, 1.0)
+    return (clipped - clipped.detach()) + levels
+
+
+class TwoBitSymmetric(nn.Module):
+    """2-bit activations on the symmetric levels {-1, -a, +a, +1} with a learned 0 < a < 1.
+
+    The "+1, +0.3, -0.3, -1" quantization: `a` starts at 0.3 and is kept inside (0.05, 0.95) so
+    that the four levels stay distinct.
+    """
+
+    bits = 2
+
+    def __init__(self, inner: float = 0.3):
+        super().__init__()
+        if not 0.0 < inner < 1.0:
+            raise ValueError(f"inner level must lie in (0, 1), got {inner}")
+        self.inner = nn.Parameter(torch.tensor(float(inner)))
+
+    def level(self) -> torch.Tensor:
+        return self.inner.clamp(0.05, 0.95)
+
+    def levels(self) -> torch.Tensor:
+        a = float(self.level())
+        return torch.tensor([-1.0, -a, a, 1.0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _two_bit(x, self.level())
+
+
+class TwoBitWeights(TwoBitSymmetric):
+    """2-bit weights: per output channel, w / max|w| on {-1, -a, +a, +1}, scaled back by max|w|."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        scale = _per_output_channel(w.abs(), torch.amax).detach().clamp_min(1e-8)
+        return scale * _two_bit(w / scale, self.level())
+
+
+# --- k bits (4, 8) ----------------------------------------------------------------------------
+class LsqActivations(nn.Module):
+    """k-bit signed uniform activations with a learned step (LSQ, Esser et al. 2020).
+
+    Levels are step x {-2^(k-1), ..., 2^(k-1) - 1}. The step starts at LSQ's 2 E|x| / sqrt(Qp)
+    for unit-variance inputs (BN precedes every quantized conv), and its gradient is scaled by
+    1 / sqrt(numel x Qp) as in the paper.
+    """
+
+    def __init__(self, bits: int = 8):
+        super().__init__()
+        if bits not in (2, 3, 4, 5, 6, 7, 8):
+            raise ValueError(f"LSQ takes 2..8 bits, got {bits}")
+        self.bits = bits
+        self.qn, self.qp = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        self.step = nn.Parameter(torch.tensor(2 * 0.8 / math.sqrt(self.qp)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grad_scale = 1.0 / math.sqrt(x.numel() * self.qp)
+        step = self.step.abs().clamp_min(1e-6)
+        step = (step - step.detach()) * grad_scale + step.detach()
+        scaled = torch.clamp(x / step, self.qn, self.qp)
+        return _straight_through(scaled, torch.round(scaled)) * step
+
+
+class UniformWeights(nn.Module):
+    """k-bit symmetric uniform weights, per output channel: max|w| / (2^(k-1) - 1) x integers in
+    [-(2^(k-1) - 1), 2^(k-1) - 1] (DoReFa-style scaling, straight-through rounding)."""
+
+    def __init__(self, bits: int = 8):
+        super().__init__()
+        if bits not in (2, 3, 4, 5, 6, 7, 8):
+            raise ValueError(f"uniform weights take 2..8 bits, got {bits}")
+        self.bits = bits
+        self.qp = 2 ** (bits - 1) - 1
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        step = (_per_output_channel(w.abs(), torch.amax) / self.qp).detach().clamp_min(1e-8)
+        scaled = w / step
+        return _straight_through(scaled, torch.round(scaled)) * step
+
+
+QUANTIZERS: dict[str, Callable[[], nn.Module]] = {
     "fp32": FullPrecision,
     "sign_ste": SignSTE,
+    "approx_sign": ApproxSign,
+    "rsign": RSign,
     "scaled_sign": ScaledSignWeights,
+    "sign_weights": SignWeights,
+    "two_bit": TwoBitSymmetric,
+    "two_bit_weights": TwoBitWeights,
+    "lsq4": functools.partial(LsqActivations, 4),
+    "lsq8": functools.partial(LsqActivations, 8),
+    "uniform4_weights": functools.partial(UniformWeights, 4),
+    "uniform8_weights": functools.partial(UniformWeights, 8),
 }
+
+
+def activation_quantizer(bits: int, *, binary: Callable[[], nn.Module] = SignSTE) -> nn.Module:
+    """The default activation quantizer for `bits`; `binary` picks the 1-bit one."""
+    if bits == 1:
+        return binary()
+    if bits == 2:
+        return TwoBitSymmetric()
+    if bits in (4, 8):
+        return LsqActivations(bits)
+    if bits == 32:
+        return FullPrecision()
+    raise ValueError(f"no activation quantizer for {bits} bits; choose one of {BIT_WIDTHS}")
+
+
+def weight_quantizer(bits: int, *, binary: Callable[[], nn.Module] = ScaledSignWeights) -> nn.Module:
+    """The default weight quantizer for `bits`; `binary` picks the 1-bit one."""
+    if bits == 1:
+        return binary()
+    if bits == 2:
+        return TwoBitWeights()
+    if bits in (4, 8):
+        return UniformWeights(bits)
+    if bits == 32:
+        return FullPrecision()
+    raise ValueError(f"no weight quantizer for {bits} bits; choose one of {BIT_WIDTHS}")
