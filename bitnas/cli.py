@@ -48,12 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--workers", type=_integer, help="trials evaluated at the same time (Ray tasks)")
     search.add_argument("--seed", type=_integer, help="seed of the sampler, data split and training")
     search.add_argument("--results", help="results directory (study storage, MLflow store, exports)")
+    search.add_argument("--storage", help="Optuna RDB URL for the study, e.g. postgresql://user@host:5432/db "
+                                          "(default: a journal file under the results directory)")
+    search.add_argument("--sampler", help="tpe, nsga2, random or gp")
+    search.add_argument("--ray-address", help="join a running Ray cluster (auto or HOST:PORT) instead of starting one")
 
     export = commands.add_parser("export", help="export Pareto-optimal (or chosen) trials as files that run",
                                  description="Write genotype.json, weights.safetensors, model.onnx and a model card.")
     export.add_argument("--study", required=True, help="study name")
     export.add_argument("--results", default="results", help="results directory (default: results)")
     export.add_argument("--trial", type=_integer, help="export this trial number instead of the Pareto front")
+    export.add_argument("--storage", help="Optuna RDB URL the study lives in (default: the results directory's journal)")
 
     costs = commands.add_parser("costs", help="print a network's costs and per-layer table",
                                 description="Params, size, BOPs, FLOPs, OPs, ACE, low-bit MACs and memory traffic "
@@ -70,13 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _search(args: argparse.Namespace) -> int:
     from bitnas.search.config import load_config
 
-    overrides = {key: getattr(args, key) for key in ("study", "trials", "epochs", "workers", "seed", "results")}
+    overrides = {key: getattr(args, key) for key in
+                 ("study", "trials", "epochs", "workers", "seed", "results", "storage", "sampler", "ray_address")}
     config = load_config(args.config, overrides)  # raises ConfigError before anything exists
 
     from bitnas.search.driver import run_search, summary_text
 
     outcome = run_search(config)
-    print(summary_text(outcome, config.results_dir))
+    print(summary_text(outcome, config))
     return EXIT_INTERRUPTED if outcome.interrupted else 0
 
 
@@ -89,7 +95,7 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--trial: must be >= 0 (got {args.trial})")
     from bitnas.export import export_study
 
-    written = export_study(Path(args.results), args.study, trial_number=args.trial)
+    written = export_study(Path(args.results), args.study, trial_number=args.trial, storage=args.storage)
     for directory in written:
         print(f"exported {directory}")
     return 0

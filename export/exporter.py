@@ -95,12 +95,14 @@ def _export_onnx(model: torch.nn.Module, data: Dataset, path: Path) -> OnnxCheck
 
 
 def export_trial(results: Path, study: optuna.Study, trial: optuna.trial.FrozenTrial, data: Dataset) -> Path:
+    # A duplicate reused an identical network's result: its weights are that trial's.
+    trained_by = int(trial.user_attrs.get("duplicate_of", trial.number))
     genotype = Genotype.from_dict(trial.user_attrs["genotype"])
     target = results / "export" / study.study_name / f"trial-{trial.number}"
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".trial-{trial.number}-", dir=target.parent))
     try:
-        weights = _download_weights(results, study.study_name, trial.number, staging)
+        weights = _download_weights(results, study.study_name, trained_by, staging)
         model = build_model(genotype)
         model.load_state_dict(load_file(str(weights)))
         model.eval()
@@ -121,9 +123,10 @@ def export_trial(results: Path, study: optuna.Study, trial: optuna.trial.FrozenT
     return target
 
 
-def export_study(results: Path, study_name: str, *, trial_number: int | None = None) -> list[Path]:
+def export_study(results: Path, study_name: str, *, trial_number: int | None = None,
+                 storage: str | None = None) -> list[Path]:
     """Export the Pareto-optimal trials of a study (or the one asked for); returns the folders."""
-    study = load_existing_study(results, study_name)
+    study = load_existing_study(results, study_name, storage)
     chosen = _select_trials(study, trial_number)
     data = load_dataset(study.user_attrs["dataset"], study.user_attrs.get("data_seed", 0))
     return [export_trial(results, study, trial, data) for trial in chosen]

@@ -6,6 +6,7 @@ names the key (`training.epochs: Input should be greater than 0 (got -1)`).
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,27 @@ class LatencySection(_Section):
     target: Literal["cpu", "torch-cpu", "torch-cuda", "onnxruntime"] = "cpu"
 
 
+class RaySection(_Section):
+    # None starts a local Ray on 127.0.0.1 (the embedded default); "auto" or "HOST:PORT" joins a
+    # running cluster (`ray start --head` ...).
+    address: str | None = None
+    num_cpus_per_trial: float = Field(1.0, ge=0, le=1024)
+    num_gpus_per_trial: float = Field(0.0, ge=0, le=64)
+    # Custom resources each trial needs, e.g. {"rpi4": 1} to run on the node started with
+    # `ray start --resources '{"rpi4": 1}'`.
+    resources: dict[str, float] = Field(default_factory=dict)
+
+
+class ConstraintsSection(_Section):
+    """Budgets a network must meet to count: trials that break one stay in the study (the sampler
+    learns from them) but are kept off the Pareto front and out of exports."""
+
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_size_kb: float | None = Field(None, gt=0)
+    max_energy_uj: float | None = Field(None, gt=0)
+    min_accuracy: float | None = Field(None, ge=0, le=1)
+
+
 class SearchConfig(_Section):
     study: str = "mnist5k-default"
     trials: int = Field(30, ge=1, le=100_000)
@@ -51,7 +73,10 @@ class SearchConfig(_Section):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     results: str = "results"
     dataset: Literal["mnist5k", "digits"] = "mnist5k"
-    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
+    # None keeps the study in <results>/optuna.journal; an Optuna RDB URL (postgresql://...,
+    # sqlite:///...) keeps it in that database, where several drivers and tools can reach it.
+    storage: str | None = None
     objectives: tuple[str, ...] = Field(("accuracy", "latency_ms", "energy_uj"), min_length=1, max_length=6)
     # Reference point of the hypervolume, one value per objective, in the objective's own units.
     # It is fixed (not derived from the trials) so that hypervolumes of different runs compare.
@@ -61,6 +86,13 @@ class SearchConfig(_Section):
     latency: LatencySection = Field(default_factory=LatencySection)
     energy_profile: Literal["horowitz45nm"] = "horowitz45nm"
     space: SpaceConfig = Field(default_factory=SpaceConfig)
+    constraints: ConstraintsSection = Field(default_factory=ConstraintsSection)
+    ray: RaySection = Field(default_factory=RaySection)
+    # How often a trial whose worker died (killed, out of memory, node lost) is run again.
+    retries: int = Field(2, ge=0, le=100)
+    # Python modules imported by the driver and by every worker before anything else, so that
+    # blocks or quantizers they register (bitnas.spaces.register_block) can be named in `space`.
+    plugins: tuple[str, ...] = ()
     max_failures: int = Field(5, ge=0, le=100_000)
 
     @field_validator("study")
@@ -87,6 +119,13 @@ class SearchConfig(_Section):
             raise ValueError(f"hypervolume_reference has no value for objective {missing[0]!r}")
         return self
 
+    @field_validator("storage")
+    @classmethod
+    def _storage_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(postgresql|postgresql\+\w+|mysql\+?\w*|sqlite)://", value):
+            raise ValueError("must be an Optuna RDB URL such as postgresql://user@host:5432/db or sqlite:///path.db")
+        return value
+
     @property
     def results_dir(self) -> Path:
         return Path(self.results)
@@ -94,7 +133,8 @@ class SearchConfig(_Section):
 
 # Flags that override config keys: flag destination -> dotted key.
 FLAG_KEYS = {"study": "study", "trials": "trials", "epochs": "training.epochs", "workers": "workers",
-             "seed": "seed", "results": "results"}
+             "seed": "seed", "results": "results", "storage": "storage", "sampler": "sampler",
+             "ray_address": "ray.address"}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -128,12 +168,25 @@ def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
     target[last] = value
 
 
+def import_plugins(names: Any, source: str = "") -> None:
+    """Import the user's plugin modules (they register blocks); one line naming a failure."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{source}plugins: must be a list of module names")
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # noqa: BLE001 - any failure of the user's module is reported as one line
+            raise ConfigError(f"{source}plugins: cannot import {name!r} ({type(error).__name__}: {error})") from None
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> SearchConfig:
     """Defaults <- YAML file <- flag overrides (flag destination names, see FLAG_KEYS)."""
     data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
     for flag, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, FLAG_KEYS[flag], value)
+    # Before validation: the space may name blocks that only the plugins register.
+    import_plugins(data.get("plugins", []), f"{path}: " if path is not None else "")
     try:
         return SearchConfig.model_validate(data)
     except ValidationError as error:

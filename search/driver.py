@@ -1,15 +1,21 @@
 """The search driver: the single owner of the Optuna study (ask / tell), dispatching evaluations as
 Ray tasks, `workers` at a time, and recording every finished trial at once in the study storage and
 MLflow, so that a crash or Ctrl-C loses no completed trial.
+
+What survives what:
+- a trial that raises (NaN loss, a bug in a block): that trial fails, with the error in its MLflow
+  run, and the search goes on (until more than `max_failures` have failed);
+- a worker that dies (killed, out of memory, node lost): the trial fails with the reason and the
+  same network is queued again as a new trial, up to `retries` times;
+- the driver itself killed: running the same command again resumes; trials it left running are
+  failed, their MLflow runs marked KILLED, and their networks queued again;
+- the same network proposed twice: it is not trained again; the earlier result is reused.
 """
 
 from __future__ import annotations
 
-import signal
-import tempfile
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,35 +25,27 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from bitnas.errors import RunFailed
-from bitnas.evaluators import EvalRequest, LatencyConfig, TrainingConfig, evaluate, load_dataset
-from bitnas.spaces import Genotype
+from bitnas.evaluators import EvalRequest, LatencyConfig, TrainingConfig, load_dataset
 
 from .config import ConfigError, SearchConfig
+from .interrupts import Interrupts
+from .lease import DriverLease
 from .objectives import Objective, objectives_for
-from .plots import write_pareto_html, write_pareto_png
 from .ray_runtime import RayRuntime
-from .report import format_table, front_hypervolume, trials_frame
+from .report import format_table
 from .samplers import make_sampler
-from .storage import open_storage
-from .tracking import StudyTracker
+from .storage import describe_storage, open_storage, study_names
+from .tracking import StudyTracker, find_trial_run_id, ui_command
+from .trial_records import Reusable, TrialInFlight, TrialRecorder
+from .views import StudyViews
 
 # The driver prints its own progress; Optuna's per-trial log lines would only repeat it.
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-PLOT_INTERVAL_S = 20.0  # plots are the slow part of a refresh; csv and metrics refresh every trial
-
 
 class SearchAborted(RunFailed):
     """Too many trials failed; the message carries the last error."""
-
-
-@dataclass
-class _Pending:
-    trial: optuna.Trial
-    genotype: Genotype
-    params: dict
-    started: float
 
 
 @dataclass
@@ -60,6 +58,7 @@ class SearchOutcome:
     hypervolume: float
     seconds: float
     objectives: list[Objective] = field(default_factory=list)
+    storage: str = ""
 
 
 def _format_duration(seconds: float) -> str:
@@ -67,50 +66,11 @@ def _format_duration(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class _Interrupts:
-    """Ctrl-C (SIGINT) and SIGTERM stop the search with KeyboardInterrupt, but never inside a
-    `shielded()` section: there the signal is held until the section ends, so that a trial is
-    always recorded whole (study storage and MLflow together) or not at all."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.depth, self.deferred, self.previous = 0, False, {}
-
-    def __enter__(self):
-        for number in self.SIGNALS:
-            self.previous[number] = signal.signal(number, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for number, handler in self.previous.items():
-            signal.signal(number, handler)
-        return False
-
-    def _handle(self, signum, frame):
-        if self.depth:
-            self.deferred = True
-        else:
-            raise KeyboardInterrupt
-
-    @contextmanager
-    def shielded(self):
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-            if not self.depth and self.deferred:
-                self.deferred = False
-                raise KeyboardInterrupt
-
-
 def _open_study(config: SearchConfig, objectives: list[Objective], geometry: dict) -> optuna.Study:
-    storage = open_storage(config.results_dir)
-    directions = [o.direction for o in objectives]
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    if config.study in names:
-        study = optuna.load_study(study_name=config.study, storage=storage, sampler=make_sampler(config.sampler, config.seed))
+    storage = open_storage(config.results_dir, config.storage)
+    sampler = make_sampler(config.sampler, config.seed)
+    if config.study in study_names(storage):
+        study = optuna.load_study(study_name=config.study, storage=storage, sampler=sampler)
         recorded = study.user_attrs.get("objectives")
         if recorded != list(config.objectives):
             raise ConfigError(f"study {config.study!r} was created with objectives {recorded}, not "
@@ -119,8 +79,8 @@ def _open_study(config: SearchConfig, objectives: list[Objective], geometry: dic
             raise ConfigError(f"study {config.study!r} searches dataset {study.user_attrs.get('dataset')!r}, "
                               f"not {config.dataset!r}; choose another --study name")
         return study
-    study = optuna.create_study(study_name=config.study, storage=storage, directions=directions,
-                                sampler=make_sampler(config.sampler, config.seed))
+    study = optuna.create_study(study_name=config.study, storage=storage, sampler=sampler,
+                                directions=[o.direction for o in objectives])
     study.set_metric_names(list(config.objectives))
     study.set_user_attr("objectives", list(config.objectives))
     study.set_user_attr("dataset", config.dataset)
@@ -130,13 +90,20 @@ def _open_study(config: SearchConfig, objectives: list[Objective], geometry: dic
     return study
 
 
-def _fail_stale_trials(study: optuna.Study, out: Callable[[str], None]) -> None:
-    """Trials left RUNNING by a driver that died can never finish: mark them failed."""
+def _recover_interrupted_trials(study: optuna.Study, tracker: StudyTracker, recorder: TrialRecorder,
+                                out: Callable[[str], None]) -> None:
+    """Trials left RUNNING by a driver that died can never report back: fail them, mark their
+    MLflow runs KILLED, and queue their networks again (it was not the network's fault)."""
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
-        study.tell(trial.number, state=TrialState.FAIL)
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        if find_trial_run_id(tracker.client, tracker.experiment_id, trial.number):
+            tracker.finish_trial(trial.number, status="KILLED", tags={"bitnas.error": "the search driver stopped"})
+        if trial.params:
+            recorder.requeue(trial.params, retry_of=trial.number, attempt=int(trial.user_attrs.get("attempt", 1)) + 1)
     if stale:
-        out(f"marked {len(stale)} trial(s) left running by an earlier, interrupted search as failed")
+        out(f"an earlier search of this study stopped with {len(stale)} trial(s) running: "
+            f"marked them failed and queued their networks again")
 
 
 def _request(config: SearchConfig, trial_number: int) -> EvalRequest:
@@ -147,34 +114,123 @@ def _request(config: SearchConfig, trial_number: int) -> EvalRequest:
     )
 
 
-def _cost_csv(rows: list[dict]) -> str:
-    return pd.DataFrame(rows).to_csv(index=False)
+class _SearchLoop:
+    """One run of the driver: keeps `workers` evaluations in flight until the study has
+    `trials` completed trials."""
 
+    def __init__(self, config: SearchConfig, study: optuna.Study, recorder: TrialRecorder, views: StudyViews,
+                 lease: DriverLease, geometry: dict, out: Callable[[str], None]):
+        self.config, self.study, self.recorder, self.views = config, study, recorder, views
+        self.lease, self.geometry, self.out = lease, geometry, out
+        self.pending: dict = {}                        # Ray ref -> TrialInFlight
+        self.waiting: dict[str, list[TrialInFlight]] = {}  # genotype hash -> trials waiting on an identical one
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        self.known = {t.user_attrs["genotype_hash"]: Reusable(t.number, dict(t.user_attrs)) for t in completed
+                      if "genotype_hash" in t.user_attrs and "duplicate_of" not in t.user_attrs}
+        # Counted here rather than read back from the storage each time: the driver is the study's
+        # only writer (the lease sees to that), and a database round trip per step adds up.
+        self.completed_before = len(completed)
+        self.failures, self.finished, self.last_error = 0, 0, ""
+        self.started = time.monotonic()
+        self.frame = pd.DataFrame()
 
-class _Views:
-    """Refreshes the study run's pareto.csv, trials.csv, hypervolume and (at most every
-    PLOT_INTERVAL_S) the Pareto plots."""
+    def completed(self) -> int:
+        return self.completed_before + self.finished
 
-    def __init__(self, study: optuna.Study, tracker: StudyTracker, objectives: list[Objective], config: SearchConfig):
-        self.study, self.tracker, self.objectives, self.config = study, tracker, objectives, config
-        self.last_plot = float("-inf")
+    def in_flight(self) -> int:
+        return len(self.pending) + sum(len(w) for w in self.waiting.values())
 
-    def refresh(self, *, final: bool = False) -> tuple[pd.DataFrame, float]:
-        frame = trials_frame(self.study, self.objectives)
-        volume = front_hypervolume(frame, self.objectives, self.config.hypervolume_reference) if len(frame) else 0.0
-        with tempfile.TemporaryDirectory() as scratch:
-            folder = Path(scratch)
-            frame[frame["pareto"]].to_csv(folder / "pareto.csv", index=False)
-            frame.to_csv(folder / "trials.csv", index=False)
-            now = time.monotonic()
-            if len(frame) and (final or now - self.last_plot >= PLOT_INTERVAL_S):
-                title = f"bitnas study {self.config.study}: {len(frame)} trials"
-                write_pareto_png(frame, self.objectives, folder / "pareto.png", title)
-                write_pareto_html(frame, self.objectives, folder / "pareto.html", title)
-                self.last_plot = now
-            self.tracker.log_study_views(folder, hypervolume=volume, pareto_size=int(frame["pareto"].sum()),
-                                         completed=len(frame))
-        return frame, volume
+    def run(self, runtime: RayRuntime, interrupts: Interrupts) -> None:
+        remote_evaluate = runtime.remote_evaluate()
+        while True:
+            self.lease.refresh()
+            done = self.completed()
+            if done >= self.config.trials and not self.in_flight():
+                return
+            while len(self.pending) < self.config.workers and done + self.in_flight() < self.config.trials:
+                with interrupts.shielded():  # asked and dispatched (or resolved), or not asked at all
+                    self._ask_and_dispatch(remote_evaluate)
+                done = self.completed()
+            ready, _ = runtime.wait(list(self.pending), timeout=1.0)
+            for ref in ready:
+                with interrupts.shielded():  # recorded in storage and MLflow, or still pending
+                    self._collect(runtime, remote_evaluate, ref)
+
+    def _ask_and_dispatch(self, remote_evaluate) -> None:
+        trial = self.study.ask()
+        params = {name: trial.suggest_categorical(name, choices) for name, choices in self.config.space.choices().items()}
+        genotype = self.config.space.decode(params, **self.geometry)
+        item = TrialInFlight(trial, genotype, params, time.monotonic(), int(trial.user_attrs.get("attempt", 1)))
+        self.recorder.start(item)
+        key = genotype.hash()
+        if key in self.known:
+            self.recorder.duplicate(item, self.known[key])
+            self._report(item, self.known[key].user_attrs["metrics"], note=f"same network as trial {self.known[key].number}")
+        elif any(p.genotype.hash() == key for p in self.pending.values()):
+            self.waiting.setdefault(key, []).append(item)
+        else:
+            self._dispatch(remote_evaluate, item)
+
+    def _dispatch(self, remote_evaluate, item: TrialInFlight) -> None:
+        request = _request(self.config, item.trial.number)
+        self.pending[remote_evaluate.remote(item.genotype.to_json(), request, self.config.plugins)] = item
+
+    def _collect(self, runtime: RayRuntime, remote_evaluate, ref) -> None:
+        item = self.pending.pop(ref)
+        key = item.genotype.hash()
+        try:
+            result = runtime.get(ref)
+        except Exception as error:  # noqa: BLE001 - a failure of one trial fails that trial only
+            self._fail(runtime, item, error)
+            waiters = self.waiting.pop(key, [])
+            if waiters:  # the identical network still has to be evaluated: the first waiter does it
+                first, rest = waiters[0], waiters[1:]
+                first.started = time.monotonic()
+                self._dispatch(remote_evaluate, first)
+                if rest:
+                    self.waiting[key] = rest
+            return
+        self.known[key] = self.recorder.success(item, result)
+        self._report(item, result.metrics)
+        for waiter in self.waiting.pop(key, []):
+            self.recorder.duplicate(waiter, self.known[key])
+            self._report(waiter, result.metrics, note=f"same network as trial {item.trial.number}")
+
+    def _fail(self, runtime: RayRuntime, item: TrialInFlight, error: Exception) -> None:
+        self.failures += 1
+        self.last_error = runtime.describe_error(error)
+        self.recorder.failure(item, self.last_error)
+        retry = runtime.worker_lost(error) and item.attempt <= self.config.retries
+        if retry:
+            self.recorder.requeue(item.params, retry_of=item.trial.number, attempt=item.attempt + 1)
+        self.out(f"trial {item.trial.number} failed: {self.last_error}"
+                 + (f" (worker lost; running it again, attempt {item.attempt + 1})" if retry else ""))
+        if self.failures > self.config.max_failures:
+            raise SearchAborted(f"{self.failures} trials failed (max_failures={self.config.max_failures}); "
+                                f"last error: {self.last_error}")
+
+    def _report(self, item: TrialInFlight, metrics: dict, note: str = "") -> None:
+        self.finished += 1
+        self.frame, _ = self.views.refresh()
+        done = self.completed()
+        elapsed = time.monotonic() - self.started
+        eta = elapsed / self.finished * max(0, self.config.trials - done)
+        shown = "  ".join(f"{o.name} {v:.4g}" for o, v in zip(self.recorder.objectives, self.recorder.values(metrics)))
+        width = len(str(self.config.trials))
+        self.out(f"[{done:>{width}}/{self.config.trials}] trial {item.trial.number:<3} {shown}  "
+                 f"({note or f'{time.monotonic() - item.started:.1f}s'})  pareto {int(self.frame['pareto'].sum())}  "
+                 f"elapsed {_format_duration(elapsed)}  eta {_format_duration(eta)}")
+
+    def abandon(self, runtime: RayRuntime) -> None:
+        """Trials still in flight can never report back to this driver: fail them, never leave them RUNNING."""
+        for ref, item in self.pending.items():
+            runtime.cancel(ref)
+            self.recorder.failure(item, "interrupted: the search was stopped", status="KILLED")
+        for waiters in self.waiting.values():
+            for item in waiters:
+                self.recorder.failure(item, "interrupted: the search was stopped", status="KILLED")
+        self.pending.clear()
+        self.waiting.clear()
 
 
 def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> SearchOutcome:
@@ -184,123 +240,57 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
     geometry = {"input_size": data.input_size, "in_channels": data.in_channels, "num_classes": data.num_classes}
     config.results_dir.mkdir(parents=True, exist_ok=True)
     study = _open_study(config, objectives, geometry)
-    _fail_stale_trials(study, out)
-    tracker = StudyTracker(config.results_dir, config.study, config.model_dump(mode="json"), list(config.objectives))
-    tracker.set_study_tags({"bitnas.sampler": config.sampler, "bitnas.dataset": config.dataset,
-                            "bitnas.trials_target": str(config.trials), "bitnas.target": "cpu (torch)"})
-    views = _Views(study, tracker, objectives, config)
-
-    def completed_count() -> int:
-        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-
-    completed_before = completed_count()
-    space_size = config.space.size()
-    out(f"study {config.study!r}: {completed_before}/{config.trials} trials completed; space of {space_size:,} "
-        f"genotypes; objectives {', '.join(f'{o.name} ({o.direction[:3]})' for o in objectives)}")
-    if completed_before >= config.trials:
-        out(f"nothing to do: the study already has {completed_before} completed trials (raise --trials to continue)")
-        frame, volume = views.refresh(final=True)
-        tracker.finish()
-        return SearchOutcome(config.study, completed_before, 0, False, frame, volume, time.monotonic() - started, objectives)
-
-    runtime = RayRuntime.start(workers=config.workers, out=out)
-    remote_evaluate = runtime.remote(evaluate)
-    pending: dict = {}
-    failures, finished_here, interrupted, last_error = 0, 0, False, ""
-    frame, volume = views.refresh()
-    loop_started = time.monotonic()
-    interrupts = _Interrupts()
+    lease = DriverLease(study)
+    lease.acquire()
+    storage_name = describe_storage(config.results_dir, config.storage)
     try:
-        with interrupts:
-            while True:
-                done = completed_count()
-                if done >= config.trials and not pending:
-                    break
-                while len(pending) < config.workers and done + len(pending) < config.trials:
-                    with interrupts.shielded():  # asked and dispatched, or not asked at all
-                        trial = study.ask()
-                        params = {name: trial.suggest_categorical(name, choices)
-                                  for name, choices in config.space.choices().items()}
-                        genotype = config.space.decode(params, **geometry)
-                        trial.set_user_attr("genotype", genotype.to_dict())
-                        trial.set_user_attr("genotype_hash", genotype.hash())
-                        trial.set_user_attr("genotype_short", genotype.short())
-                        ref = remote_evaluate.remote(genotype.to_json(), _request(config, trial.number))
-                        pending[ref] = _Pending(trial, genotype, params, time.monotonic())
-                ready, _ = runtime.wait(list(pending), timeout=1.0)
-                for ref in ready:
-                    with interrupts.shielded():  # recorded in storage and MLflow, or still pending
-                        item = pending.pop(ref)
-                        try:
-                            result = runtime.get(ref)
-                        except Exception as error:  # noqa: BLE001 - a failure of one trial fails that trial only
-                            failures += 1
-                            last_error = runtime.describe_error(error)
-                            _record_failure(study, tracker, item, last_error)
-                            out(f"trial {item.trial.number} failed: {last_error}")
-                            if failures > config.max_failures:
-                                raise SearchAborted(f"{failures} trials failed (max_failures={config.max_failures}); "
-                                                    f"last error: {last_error}")
-                            continue
-                        values = [result.metrics[o.metric] for o in objectives]
-                        _record_success(study, tracker, item, result, values)
-                        finished_here += 1
-                        frame, volume = views.refresh()
-                    out(_progress_line(config, objectives, item, values, frame, finished_here,
-                                       completed_before, loop_started))
-    except KeyboardInterrupt:
-        interrupted = True
-        out(f"\ninterrupted: stopping {len(pending)} running trial(s); every completed trial is kept")
+        tracker = StudyTracker(config.results_dir, config.study, config.model_dump(mode="json"), list(config.objectives))
+        tracker.set_study_tags({"bitnas.sampler": config.sampler, "bitnas.dataset": config.dataset,
+                                "bitnas.trials_target": str(config.trials), "bitnas.target": "cpu (torch)",
+                                "bitnas.storage": storage_name})
+        recorder = TrialRecorder(study, tracker, objectives, config)
+        views = StudyViews(study, tracker, objectives, config)
+        _recover_interrupted_trials(study, tracker, recorder, out)
+        loop = _SearchLoop(config, study, recorder, views, lease, geometry, out)
+        out(f"study {config.study!r} in {storage_name}: {loop.completed_before}/{config.trials} trials completed; "
+            f"space of {config.space.size():,} genotypes; objectives "
+            f"{', '.join(f'{o.name} ({o.direction[:3]})' for o in objectives)}")
+        if loop.completed_before >= config.trials:
+            out(f"nothing to do: the study already has {loop.completed_before} completed trials (raise --trials to continue)")
+            frame, volume = views.refresh(final=True)
+            tracker.finish()
+            return SearchOutcome(config.study, loop.completed_before, 0, False, frame, volume,
+                                 time.monotonic() - started, objectives, storage_name)
+        interrupted = False
+        try:
+            runtime = RayRuntime.start(workers=config.workers, address=config.ray.address,
+                                       num_cpus=config.ray.num_cpus_per_trial, num_gpus=config.ray.num_gpus_per_trial,
+                                       resources=config.ray.resources, out=out)
+        except BaseException:
+            tracker.finish("FAILED")
+            raise
+        views.refresh()
+        try:
+            with Interrupts() as interrupts:
+                loop.run(runtime, interrupts)
+        except KeyboardInterrupt:
+            interrupted = True
+            out(f"\ninterrupted: stopping {loop.in_flight()} running trial(s); every completed trial is kept")
+        finally:
+            loop.abandon(runtime)
+            runtime.shutdown()
+            frame, volume = views.refresh(final=True)
+            aborted = loop.failures > config.max_failures
+            tracker.finish("KILLED" if interrupted else ("FAILED" if aborted else "FINISHED"))
+        return SearchOutcome(config.study, loop.completed(), loop.failures, interrupted, frame, volume,
+                             time.monotonic() - started, objectives, storage_name)
     finally:
-        # Trials still running can never report back to this driver: fail them, never leave them RUNNING.
-        for ref, item in pending.items():
-            runtime.cancel(ref)
-            study.tell(item.trial, state=TrialState.FAIL, skip_if_finished=True)
-        runtime.shutdown()
-        frame, volume = views.refresh(final=True)
-        tracker.finish("KILLED" if interrupted else ("FAILED" if failures > config.max_failures else "FINISHED"))
-    return SearchOutcome(config.study, completed_count(), failures, interrupted, frame, volume,
-                         time.monotonic() - started, objectives)
+        lease.release()
 
 
-def _record_success(study: optuna.Study, tracker: StudyTracker, item: _Pending, result, values: list[float]) -> None:
-    item.trial.set_user_attr("metrics", result.metrics)
-    item.trial.set_user_attr("latency", result.latency)
-    item.trial.set_user_attr("energy_source", result.energy_source)
-    # MLflow first: the weights are only kept there, and a trial told COMPLETE must have them.
-    tracker.log_trial(
-        item.trial.number, params=item.params, genotype_json=item.genotype.to_json(indent=2),
-        genotype_short=item.genotype.short(), genotype_hash=result.genotype_hash,
-        metrics=result.metrics, epoch_accuracy=result.epoch_val_accuracy,
-        files={"weights.safetensors": result.weights, "costs.csv": _cost_csv(result.cost_rows),
-               "latency.json": pd.Series(result.latency).to_json(indent=2)},
-    )
-    study.tell(item.trial, values)
-
-
-def _record_failure(study: optuna.Study, tracker: StudyTracker, item: _Pending, error: str) -> None:
-    item.trial.set_user_attr("fail_reason", error[:2000])
-    study.tell(item.trial, state=TrialState.FAIL)
-    tracker.log_trial(item.trial.number, params=item.params, genotype_json=item.genotype.to_json(indent=2),
-                      genotype_short=item.genotype.short(), genotype_hash=item.genotype.hash(), error=error)
-
-
-def _progress_line(config: SearchConfig, objectives: list[Objective], item: _Pending, values: list[float],
-                   frame: pd.DataFrame, finished_here: int, completed_before: int, loop_started: float) -> str:
-    done = completed_before + finished_here
-    elapsed = time.monotonic() - loop_started
-    remaining = max(0, config.trials - done)
-    eta = elapsed / finished_here * remaining
-    shown = "  ".join(f"{o.name} {v:.4g}" for o, v in zip(objectives, values))
-    width = len(str(config.trials))
-    return (f"[{done:>{width}}/{config.trials}] trial {item.trial.number:<3} {shown}  "
-            f"({time.monotonic() - item.started:.1f}s)  pareto {int(frame['pareto'].sum())}  "
-            f"elapsed {_format_duration(elapsed)}  eta {_format_duration(eta)}")
-
-
-def summary_text(outcome: SearchOutcome, results: Path) -> str:
-    from .tracking import ui_command
-
+def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
+    results = config.results_dir
+    storage_flag = f" --storage {outcome.storage}" if config.storage else ""
     lines = [
         "",
         f"Pareto front of study {outcome.study!r} ({int(outcome.frame['pareto'].sum())} of {len(outcome.frame)} "
@@ -309,6 +299,6 @@ def summary_text(outcome: SearchOutcome, results: Path) -> str:
         "",
         "latency: torch on this CPU at batch 1 (binary layers simulated in float); energy: analytic, Horowitz 45 nm MACs",
         f"open the MLflow UI:  {ui_command(results)}",
-        f"export the front:    bitnas export --study {outcome.study} --results {results}",
+        f"export the front:    bitnas export --study {outcome.study} --results {results}{storage_flag}",
     ]
     return "\n".join(lines)

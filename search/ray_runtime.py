@@ -1,4 +1,5 @@
-"""The Ray side of the driver: start a local Ray on loopback, run tasks, wait, cancel, shut down.
+"""The Ray side of the driver: start a local Ray on loopback or join a cluster, run evaluation
+tasks with the resources a trial needs, wait, cancel, shut down.
 
 Ray is the only place trials are dispatched; nothing else in bitnas imports it.
 """
@@ -6,6 +7,7 @@ Ray is the only place trials are dispatched; nothing else in bitnas imports it.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Callable
 
@@ -14,26 +16,77 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import ray  # noqa: E402
-from ray.exceptions import RayTaskError  # noqa: E402
+from ray import exceptions as ray_errors  # noqa: E402
+
+from bitnas.errors import UserError  # noqa: E402
+
+# Failures of the machinery, not of the trial: the same trial may well succeed when run again.
+WORKER_LOST = (ray_errors.WorkerCrashedError, ray_errors.NodeDiedError, ray_errors.ObjectLostError,
+               ray_errors.OwnerDiedError, ray_errors.LocalRayletDiedError, ray_errors.OutOfMemoryError)
+
+
+class RayUnavailable(UserError):
+    """The cluster cannot be reached or cannot run the trials as asked."""
+
+
+def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...]):
+    """The Ray task: import the user's plugins, evaluate, and say which Ray node did it."""
+    import importlib
+
+    from bitnas.evaluators import evaluate
+
+    for name in plugins:
+        importlib.import_module(name)
+    result = evaluate(genotype_json, request)
+    result.node = f"{result.node}/{ray.get_runtime_context().get_node_id()[:12]}"
+    return result
 
 
 class RayRuntime:
-    def __init__(self, owns_ray: bool):
+    def __init__(self, owns_ray: bool, task_options: dict):
         self.owns_ray = owns_ray
+        self.task_options = task_options
 
     @classmethod
-    def start(cls, *, workers: int, out: Callable[[str], None]) -> RayRuntime:
-        if ray.is_initialized():
-            return cls(owns_ray=False)
-        out(f"starting a local Ray on 127.0.0.1 with {workers} worker slot(s) ...")
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR, _node_ip_address="127.0.0.1")
-        return cls(owns_ray=True)
+    def start(cls, *, workers: int, address: str | None, num_cpus: float, num_gpus: float,
+              resources: dict[str, float], out: Callable[[str], None]) -> RayRuntime:
+        owns = False
+        if not ray.is_initialized():
+            if address is None:
+                out(f"starting a local Ray on 127.0.0.1 with {workers} worker slot(s) ...")
+                # The local node offers no custom resources: a trial that needs one (a device
+                # node) is refused by _check_resources instead of waiting forever.
+                ray.init(address="local", num_cpus=max(workers, math.ceil(num_cpus * workers)),
+                         num_gpus=0 if not num_gpus else None, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                         _node_ip_address="127.0.0.1")
+            else:
+                out(f"joining the Ray cluster at {address} ...")
+                try:
+                    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+                except Exception as error:  # noqa: BLE001 - reported as one line
+                    raise RayUnavailable(f"cannot join the Ray cluster at {address}: "
+                                         f"{str(error).strip().splitlines()[0]}") from None
+            owns = True
+        runtime = cls(owns, {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": dict(resources)})
+        runtime._check_resources()
+        return runtime
 
-    @staticmethod
-    def remote(function: Callable) -> ray.remote_function.RemoteFunction:
-        # No automatic retry: a failed evaluation is recorded as a failed trial, with its reason.
-        return ray.remote(num_cpus=1, max_retries=0)(function)
+    def _check_resources(self) -> None:
+        """A trial asking for a resource no node offers would wait forever: refuse it now."""
+        available = ray.cluster_resources()
+        wanted = {"CPU": self.task_options["num_cpus"], "GPU": self.task_options["num_gpus"], **self.task_options["resources"]}
+        for name, amount in wanted.items():
+            if amount and available.get(name, 0) < amount:
+                offered = ", ".join(f"{k}={v:g}" for k, v in sorted(available.items())
+                                    if not k.startswith(("node:", "memory", "object_store")))
+                self.shutdown()
+                raise RayUnavailable(f"each trial needs {name}={amount:g} but no node of the Ray cluster offers it "
+                                     f"(the cluster has {offered})")
+
+    def remote_evaluate(self):
+        # Ray does not retry on its own: the driver decides, and records each attempt as a trial.
+        # The task name is the worker's process title while it runs: `ray::evaluate_trial`.
+        return ray.remote(max_retries=0, name="evaluate_trial", **self.task_options)(_evaluate_on_node)
 
     @staticmethod
     def wait(refs: list, timeout: float) -> tuple[list, list]:
@@ -53,12 +106,17 @@ class RayRuntime:
             pass
 
     @staticmethod
+    def worker_lost(error: Exception) -> bool:
+        return isinstance(error, WORKER_LOST)
+
+    @staticmethod
     def describe_error(error: Exception) -> str:
         """The underlying error of a failed task as one line, without Ray's traceback framing."""
-        if isinstance(error, RayTaskError):
+        if isinstance(error, ray_errors.RayTaskError):
             cause = error.cause if getattr(error, "cause", None) is not None else error
-            return f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
-        return f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            return f"{type(cause).__name__}: {cause}".strip().splitlines()[0][:500]
+        text = str(error).strip().splitlines()
+        return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
 
     def shutdown(self) -> None:
         if self.owns_ray and ray.is_initialized():

@@ -1,10 +1,12 @@
-"""The study as a table: one row per completed trial, its objectives, costs and Pareto membership."""
+"""The study as a table: one row per completed trial, its objectives, costs, feasibility and
+Pareto membership. The front is built from feasible trials only."""
 
 from __future__ import annotations
 
-import pandas as pd
 import optuna
+import pandas as pd
 
+from .constraints import violations
 from .objectives import Objective
 from .pareto import hypervolume, pareto_indices
 
@@ -13,18 +15,23 @@ COST_COLUMNS = ["params", "size_kb", "ops", "bops", "flops"]
 
 
 def trials_frame(study: optuna.Study, objectives: list[Objective]) -> pd.DataFrame:
-    """Completed trials, best-first by the first objective, with a boolean `pareto` column."""
+    """Completed trials, best-first by the first objective, with `feasible`, `violates` and `pareto`."""
     rows = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         metrics = trial.user_attrs.get("metrics", {})
-        row = {"trial": trial.number, "genotype": trial.user_attrs.get("genotype_short", "")}
+        broken = violations(trial.user_attrs.get("constraints", {}))
+        row = {"trial": trial.number, "feasible": not broken, "violates": ", ".join(broken),
+               "duplicate_of": trial.user_attrs.get("duplicate_of"),
+               "genotype": trial.user_attrs.get("genotype_short", "")}
         row.update({o.name: value for o, value in zip(objectives, trial.values)})
         row.update({c: metrics[c] for c in COST_COLUMNS if c in metrics})
         rows.append(row)
-    columns = ["trial", *[o.name for o in objectives], *COST_COLUMNS, "genotype"]
+    columns = ["trial", *[o.name for o in objectives], *COST_COLUMNS, "feasible", "violates", "duplicate_of", "genotype"]
     frame = pd.DataFrame(rows, columns=columns)
-    vectors = [[o.minimised(row[o.name]) for o in objectives] for row in rows]
-    front = set(pareto_indices(vectors))
+    # One point per distinct network: duplicates repeat their original's result.
+    candidates = [i for i, row in enumerate(rows) if row["feasible"] and row["duplicate_of"] is None]
+    vectors = [[o.minimised(rows[i][o.name]) for o in objectives] for i in candidates]
+    front = {candidates[i] for i in pareto_indices(vectors)}
     frame.insert(1, "pareto", [i in front for i in range(len(rows))])
     if not frame.empty:
         first = objectives[0]
@@ -38,13 +45,25 @@ def front_hypervolume(frame: pd.DataFrame, objectives: list[Objective], referenc
     return hypervolume(points, [o.minimised(reference[o.name]) for o in objectives])
 
 
-def format_table(frame: pd.DataFrame, objectives: list[Objective], *, pareto_only: bool = True) -> str:
-    shown = frame[frame["pareto"]] if pareto_only else frame
-    if shown.empty:
+def format_table(frame: pd.DataFrame, objectives: list[Objective]) -> str:
+    """The Pareto front, plus the infeasible trials that would have been on it, marked."""
+    if frame.empty:
         return "(no completed trials)"
+    unique = frame[frame["duplicate_of"].isna()]
+    shown = unique[unique["pareto"]]
+    infeasible = unique[~unique["feasible"]]
+    if len(infeasible):
+        vectors = [[o.minimised(row[o.name]) for o in objectives] for _, row in unique.iterrows()]
+        unconstrained = set(pareto_indices(vectors))
+        beaten = [i for i, (_, row) in enumerate(unique.iterrows()) if i in unconstrained and not row["feasible"]]
+        shown = pd.concat([shown, unique.iloc[beaten]]).sort_index()
     formats = {"accuracy": "{:.4f}".format, "latency_ms": "{:.3f}".format, "energy_uj": "{:.3f}".format,
                "size_kb": "{:.1f}".format, "params": "{:,.0f}".format, "ops": "{:.3g}".format,
                "bops": "{:.3g}".format, "flops": "{:.3g}".format}
     columns = ["trial", *[o.name for o in objectives], "params", "size_kb", "ops", "genotype"]
     columns = list(dict.fromkeys(c for c in columns if c in shown.columns))
-    return shown[columns].to_string(index=False, formatters={c: f for c, f in formats.items() if c in columns})
+    table = shown[columns].copy()
+    if len(infeasible):
+        table.insert(1, "status", ["pareto" if row["pareto"] else f"INFEASIBLE ({row['violates']})"
+                                   for _, row in shown.iterrows()])
+    return table.to_string(index=False, formatters={c: f for c, f in formats.items() if c in columns})

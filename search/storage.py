@@ -1,7 +1,8 @@
-"""Where studies live: an Optuna journal file under the results directory (the embedded default).
+"""Where studies live. By default an Optuna journal file under the results directory; with
+`storage:` (or `--storage`) an Optuna RDB database such as PostgreSQL, which several machines and
+tools (optuna-dashboard, `optuna.load_study`) can reach at once.
 
-All studies of one results directory share `optuna.journal`, so `optuna.load_study(name, storage)`
-and other Optuna tools can open any of them.
+All studies of one storage live side by side and are found by name.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
-from optuna.storages import JournalStorage
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from .config import ConfigError
@@ -21,19 +22,44 @@ def journal_path(results: Path) -> Path:
     return results / JOURNAL_NAME
 
 
-def open_storage(results: Path) -> JournalStorage:
-    """The study storage of a results directory (created on first write)."""
-    return JournalStorage(JournalFileBackend(str(journal_path(results))))
+def describe_storage(results: Path, url: str | None) -> str:
+    return _redact(url) if url else str(journal_path(results))
 
 
-def load_existing_study(results: Path, name: str) -> optuna.Study:
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse is shown as given
+        return url
+
+
+def open_storage(results: Path, url: str | None = None) -> BaseStorage:
+    """The study storage: the journal under `results` (created on first write), or the RDB at `url`."""
+    if url is None:
+        return JournalStorage(JournalFileBackend(str(journal_path(results))))
+    try:
+        # pool_pre_ping: a long search outlives idle database connections.
+        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as error:  # noqa: BLE001 - any failure to reach the database is the user's to fix
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        raise ConfigError(f"cannot open study storage {_redact(url)}: {reason}") from None
+
+
+def study_names(storage: BaseStorage) -> list[str]:
+    return [summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+
+
+def load_existing_study(results: Path, name: str, url: str | None = None) -> optuna.Study:
     """A study that must already exist; otherwise one line naming what exists instead."""
-    path = journal_path(results)
-    if not path.is_file():
-        raise ConfigError(f"unknown study {name!r}: no studies under {results}/ (no {path.name}); run `bitnas search` first")
-    storage = open_storage(results)
-    names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+    if url is None and not journal_path(results).is_file():
+        raise ConfigError(f"unknown study {name!r}: no studies under {results}/ (no {JOURNAL_NAME}); "
+                          f"run `bitnas search` first")
+    storage = open_storage(results, url)
+    names = study_names(storage)
     if name not in names:
         known = ", ".join(sorted(names)) or "none"
-        raise ConfigError(f"unknown study {name!r} in {path}; known studies: {known}")
+        raise ConfigError(f"unknown study {name!r} in {describe_storage(results, url)}; known studies: {known}")
     return optuna.load_study(study_name=name, storage=storage)

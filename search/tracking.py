@@ -73,38 +73,49 @@ class StudyTracker:
             params = [Param(key, value[:6000]) for key, value in _flatten("", config)]
             for start in range(0, len(params), 100):
                 self.client.log_batch(self.parent_id, params=params[start:start + 100])
-        self._log_json(self.parent_id, "config.json", config)
+        self._log_files(self.parent_id, {"config.json": json.dumps(config, indent=2, sort_keys=True)})
 
     # --- trials ----------------------------------------------------------------------------------
-    def log_trial(self, number: int, *, params: dict, genotype_json: str, genotype_short: str,
-                  genotype_hash: str, metrics: dict[str, float] | None = None, epoch_accuracy: list[float] | None = None,
-                  files: dict[str, bytes | str] | None = None, error: str | None = None) -> str:
-        """Create (or find again) the trial's child run, record everything and close it."""
+    def start_trial(self, number: int, *, params: dict, genotype_json: str, genotype_short: str,
+                    genotype_hash: str, tags: dict[str, str] | None = None) -> str:
+        """Open the trial's child run (RUNNING) when it is dispatched, or find it again."""
         run_id = find_trial_run_id(self.client, self.experiment_id, number)
         if run_id is None:
             run_id = self.client.create_run(
                 self.experiment_id, run_name=f"trial-{number}",
                 tags={ROLE_TAG: "trial", STUDY_TAG: self.study, TRIAL_TAG: str(number), PARENT_TAG: self.parent_id,
-                      "bitnas.genotype_hash": genotype_hash, "bitnas.genotype": genotype_short[:5000]},
+                      "bitnas.genotype_hash": genotype_hash, "bitnas.genotype": genotype_short[:5000], **(tags or {})},
             ).info.run_id
         existing = self.client.get_run(run_id).data.params
-        param_list = [Param(k, str(v)) for k, v in params.items() if k not in existing]
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items() if k not in existing])
+        self._log_files(run_id, {"genotype.json": genotype_json})
+        return run_id
+
+    def finish_trial(self, number: int, *, status: str, metrics: dict[str, float] | None = None,
+                     epoch_accuracy: list[float] | None = None, files: dict[str, bytes | str] | None = None,
+                     tags: dict[str, str] | None = None) -> None:
+        """Record the outcome on the trial's run and close it: FINISHED, FAILED or KILLED."""
+        run_id = find_trial_run_id(self.client, self.experiment_id, number)
+        if run_id is None:
+            raise LookupError(f"no MLflow run for trial {number} of study {self.study!r}")
         metric_list = [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
         metric_list += [Metric("val_accuracy_epoch", float(a), 0, step) for step, a in enumerate(epoch_accuracy or [], 1)]
-        tags = [RunTag("bitnas.error", error[:5000])] if error else []
-        self.client.log_batch(run_id, metrics=metric_list, params=param_list, tags=tags)
+        tag_list = [RunTag(k, v[:5000]) for k, v in (tags or {}).items()]
+        self.client.log_batch(run_id, metrics=metric_list, tags=tag_list)
+        if files:
+            self._log_files(run_id, files)
+        self.client.set_terminated(run_id, status)
+
+    def _log_files(self, run_id: str, files: dict[str, bytes | str]) -> None:
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
-            (folder / "genotype.json").write_text(genotype_json)
-            for name, content in (files or {}).items():
+            for name, content in files.items():
                 target = folder / name
                 if isinstance(content, bytes):
                     target.write_bytes(content)
                 else:
                     target.write_text(content)
             self.client.log_artifacts(run_id, str(folder))
-        self.client.set_terminated(run_id, "FAILED" if error else "FINISHED")
-        return run_id
 
     # --- study views -------------------------------------------------------------------------------
     def log_study_views(self, folder: Path, *, hypervolume: float, pareto_size: int, completed: int) -> None:
@@ -118,9 +129,3 @@ class StudyTracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_id, status)
-
-    def _log_json(self, run_id: str, name: str, payload: dict) -> None:
-        with tempfile.TemporaryDirectory() as scratch:
-            path = Path(scratch) / name
-            path.write_text(json.dumps(payload, indent=2, sort_keys=True))
-            self.client.log_artifact(run_id, str(path))

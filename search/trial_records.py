@@ -1,0 +1,98 @@
+"""Recording a trial's life in both stores at once: the Optuna study (values, constraints, user
+attributes that other Optuna tools can read) and its MLflow child run (opened RUNNING at dispatch,
+closed FINISHED, FAILED or KILLED).
+
+MLflow is written before the study is told: the trained weights live only in MLflow, so a trial
+the study calls COMPLETE always has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from bitnas.spaces import Genotype
+
+from .config import SearchConfig
+from .constraints import constraint_values
+from .objectives import Objective
+from .tracking import StudyTracker
+
+
+@dataclass(frozen=True)
+class Reusable:
+    """What a completed trial leaves for an identical network proposed later."""
+
+    number: int
+    user_attrs: dict
+
+
+@dataclass
+class TrialInFlight:
+    trial: optuna.Trial
+    genotype: Genotype
+    params: dict
+    started: float
+    attempt: int
+
+
+class TrialRecorder:
+    def __init__(self, study: optuna.Study, tracker: StudyTracker, objectives: list[Objective], config: SearchConfig):
+        self.study, self.tracker, self.objectives, self.config = study, tracker, objectives, config
+
+    def start(self, item: TrialInFlight) -> None:
+        trial, genotype = item.trial, item.genotype
+        trial.set_user_attr("genotype", genotype.to_dict())
+        trial.set_user_attr("genotype_hash", genotype.hash())
+        trial.set_user_attr("genotype_short", genotype.short())
+        trial.set_user_attr("attempt", item.attempt)
+        self.tracker.start_trial(trial.number, params=item.params, genotype_json=genotype.to_json(indent=2),
+                                 genotype_short=genotype.short(), genotype_hash=genotype.hash(),
+                                 tags={"bitnas.attempt": str(item.attempt)})
+
+    def values(self, metrics: dict[str, float]) -> list[float]:
+        return [metrics[o.metric] for o in self.objectives]
+
+    def _tell_complete(self, trial: optuna.Trial, metrics: dict[str, float]) -> dict[str, float]:
+        constraints = constraint_values(self.config.constraints, metrics)
+        trial.set_user_attr("metrics", metrics)
+        trial.set_user_attr("constraints", constraints)
+        for key, value in constraints.items():
+            trial.set_constraint(key, value)
+        self.study.tell(trial, self.values(metrics))
+        return constraints
+
+    def success(self, item: TrialInFlight, result) -> Reusable:
+        shared = {"latency": result.latency, "energy_source": result.energy_source, "node": result.node}
+        for key, value in shared.items():
+            item.trial.set_user_attr(key, value)
+        self.tracker.finish_trial(
+            item.trial.number, status="FINISHED", metrics=result.metrics, epoch_accuracy=result.epoch_val_accuracy,
+            files={"weights.safetensors": result.weights, "costs.csv": pd.DataFrame(result.cost_rows).to_csv(index=False),
+                   "latency.json": pd.Series(result.latency).to_json(indent=2)},
+            tags={"bitnas.node": result.node},
+        )
+        self._tell_complete(item.trial, result.metrics)
+        return Reusable(item.trial.number, {**shared, "metrics": result.metrics})
+
+    def duplicate(self, item: TrialInFlight, original: Reusable) -> None:
+        """The same network was already trained: reuse its result instead of training it again."""
+        item.trial.set_user_attr("duplicate_of", original.number)
+        for key in ("latency", "energy_source", "node"):
+            if key in original.user_attrs:
+                item.trial.set_user_attr(key, original.user_attrs[key])
+        self.tracker.finish_trial(item.trial.number, status="FINISHED", metrics=original.user_attrs["metrics"],
+                                  tags={"bitnas.duplicate_of": str(original.number)})
+        self._tell_complete(item.trial, original.user_attrs["metrics"])
+
+    def failure(self, item: TrialInFlight, error: str, *, status: str = "FAILED") -> None:
+        item.trial.set_user_attr("fail_reason", error[:2000])
+        self.tracker.finish_trial(item.trial.number, status=status, tags={"bitnas.error": error})
+        self.study.tell(item.trial, state=TrialState.FAIL, skip_if_finished=True)
+
+    def requeue(self, params: dict, *, retry_of: int, attempt: int) -> None:
+        """Run the same network again as a new trial (the next `ask()` returns it)."""
+        self.study.enqueue_trial(params, user_attrs={"retry_of": retry_of, "attempt": attempt})

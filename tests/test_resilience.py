@@ -1,0 +1,215 @@
+"""A search that survives: a trial that raises, a Ray worker killed mid-trial, the driver killed
+mid-study, identical networks, constraints, a resource no node offers. Each test drives the real
+`bitnas search` command (real Ray, Optuna journal, MLflow) on sklearn's 8x8 digits to stay quick.
+"""
+
+import os
+import signal
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import psutil
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from bitnas.search.tracking import tracking_uri
+
+TINY_SPACE = {"blocks": ["float", "binary"], "stem_widths": [4, 8],
+              "stages": [{"stride": 1, "widths": [4, 8], "depths": [1]}, {"stride": 2, "widths": [8, 16], "depths": [1]}]}
+
+
+def write_config(folder: Path, **overrides) -> Path:
+    config = {"dataset": "digits", "workers": 2, "training": {"epochs": 0.5, "batch_size": 32},
+              "space": TINY_SPACE, **overrides}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def search_command(config: Path, results: Path, study: str, trials: int) -> list[str]:
+    return ["bitnas", "search", "--config", str(config), "--results", str(results), "--study", study,
+            "--trials", str(trials)]
+
+
+def load(results: Path, study: str) -> optuna.Study:
+    return optuna.load_study(study_name=study, storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(results / "optuna.journal"))))
+
+
+def trial_runs(results: Path, study: str) -> list:
+    client = MlflowClient(tracking_uri(results))
+    experiment = client.get_experiment_by_name(study)
+    runs = client.search_runs([experiment.experiment_id], "tags.`bitnas.role` = 'trial'", max_results=1000)
+    return runs
+
+
+def states(study: optuna.Study) -> dict:
+    return {state: len(study.get_trials(states=(state,))) for state in TrialState}
+
+
+def test_a_trial_that_raises_fails_alone_and_the_search_goes_on(tmp_path):
+    # A real block, from a user's plugin, whose output is NaN: training stops with a clear error.
+    (tmp_path / "nan_block_plugin.py").write_text(textwrap.dedent("""
+        import torch
+        from bitnas.spaces import register_block
+        from bitnas.spaces.blocks import FloatConvBlock
+
+        @register_block("nan_float")
+        class NaNBlock(FloatConvBlock):
+            def forward(self, x):
+                return super().forward(x) * float("nan")
+    """))
+    space = {**TINY_SPACE, "blocks": ["float", "nan_float"]}
+    config = write_config(tmp_path, space=space, plugins=["nan_block_plugin"], max_failures=50,
+                          sampler="random", seed=3)
+    results = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run(search_command(config, results, "raising", 3), capture_output=True, text=True,
+                          timeout=400, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(results, "raising")
+    counts = states(study)
+    assert counts[TrialState.COMPLETE] == 3 and counts[TrialState.RUNNING] == 0
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert failed, "seed 3 samples the NaN block at least once"
+    assert all("FloatingPointError: training diverged" in t.user_attrs["fail_reason"] for t in failed)
+    assert f"trial {failed[0].number} failed: FloatingPointError" in done.stdout
+    runs = {int(r.data.tags["bitnas.trial_number"]): r for r in trial_runs(results, "raising")}
+    assert sorted(runs) == [t.number for t in study.trials]  # one run per trial, failed ones included
+    for trial in failed:
+        assert runs[trial.number].info.status == "FAILED"
+        assert "training diverged" in runs[trial.number].data.tags["bitnas.error"]
+
+
+def _evaluating_workers(session: int) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if os.getsid(process.pid) == session and "ray::evaluate" in " ".join(process.info["cmdline"] or []):
+                found.append(process)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return found
+
+
+def test_a_worker_killed_mid_trial_is_retried_and_the_study_completes(tmp_path):
+    config = write_config(tmp_path, workers=1, training={"epochs": 4, "batch_size": 16})
+    results = tmp_path / "results"
+    process = subprocess.Popen(search_command(config, results, "worker-killed", 2), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline, victims = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not victims:
+        victims = _evaluating_workers(process.pid)
+        time.sleep(0.2)
+    assert victims, "no Ray worker of the search started evaluating"
+    time.sleep(0.5)
+    victims[0].send_signal(signal.SIGKILL)
+    out, err = process.communicate(timeout=400)
+    assert process.returncode == 0, err[-3000:]
+    assert "worker lost; running it again, attempt 2" in out
+
+    study = load(results, "worker-killed")
+    counts = states(study)
+    assert counts[TrialState.COMPLETE] == 2 and counts[TrialState.FAIL] == 1 and counts[TrialState.RUNNING] == 0
+    failed = study.get_trials(states=(TrialState.FAIL,))[0]
+    assert "WorkerCrashedError" in failed.user_attrs["fail_reason"]
+    retried = [t for t in study.trials if t.user_attrs.get("retry_of") == failed.number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE and retried[0].params == failed.params
+    statuses = sorted(r.info.status for r in trial_runs(results, "worker-killed"))
+    assert statuses == ["FAILED", "FINISHED", "FINISHED"]
+
+
+def test_driver_killed_mid_study_resumes_without_losing_or_rerunning_anything(tmp_path):
+    config = write_config(tmp_path, training={"epochs": 3, "batch_size": 16})
+    results = tmp_path / "results"
+    command = search_command(config, results, "driver-killed", 5)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    line = ""
+    while time.monotonic() < deadline and not line.startswith("[1/5]"):
+        line = process.stdout.readline()
+        assert line, process.stderr.read()[-3000:]
+    time.sleep(1.0)  # let the next trials start
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and its local Ray, as if the machine died
+    process.wait(timeout=60)
+
+    before = load(results, "driver-killed")
+    completed_before = {t.number: t.values for t in before.get_trials(states=(TrialState.COMPLETE,))}
+    running_before = [t.number for t in before.get_trials(states=(TrialState.RUNNING,))]
+    assert completed_before and running_before
+    runs_before = {r.data.tags["bitnas.trial_number"]: r.info.run_id for r in trial_runs(results, "driver-killed")}
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "queued their networks again" in done.stdout
+
+    after = load(results, "driver-killed")
+    counts = states(after)
+    assert counts[TrialState.COMPLETE] == 5 and counts[TrialState.RUNNING] == 0
+    for number, values in completed_before.items():  # nothing completed was lost or run again
+        assert after.trials[number].state == TrialState.COMPLETE and after.trials[number].values == values
+    for number in running_before:
+        assert after.trials[number].state == TrialState.FAIL
+        assert any(t.user_attrs.get("retry_of") == number for t in after.trials)
+    runs = trial_runs(results, "driver-killed")
+    numbers = [r.data.tags["bitnas.trial_number"] for r in runs]
+    assert len(numbers) == len(set(numbers)) == len(after.trials)  # one run per trial, no duplicates
+    by_number = {int(r.data.tags["bitnas.trial_number"]): r for r in runs}
+    for number in completed_before:
+        assert by_number[number].info.run_id == runs_before[str(number)]
+    for number in running_before:
+        assert by_number[number].info.status == "KILLED"
+
+
+def test_identical_networks_are_trained_once_and_constraints_keep_the_front_feasible(tmp_path):
+    # Two networks only (stem width 4 or 8, ~3.3 KiB and ~4.4 KiB): five trials must repeat them.
+    space = {"blocks": ["float"], "stem_widths": [4, 8], "stages": [{"stride": 1, "widths": [8], "depths": [1]}]}
+    config = write_config(tmp_path, space=space, sampler="random", seed=1, constraints={"max_size_kb": 3.5})
+    results = tmp_path / "results"
+    done = subprocess.run(search_command(config, results, "dedup", 5), capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load(results, "dedup")
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 5
+    originals = [t for t in trials if "duplicate_of" not in t.user_attrs]
+    duplicates = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert len({t.user_attrs["genotype_hash"] for t in originals}) == len(originals) <= 2 and len(duplicates) >= 3
+    for trial in duplicates:
+        source = study.trials[trial.user_attrs["duplicate_of"]]
+        assert source.user_attrs["genotype_hash"] == trial.user_attrs["genotype_hash"] and source.values == trial.values
+    client = MlflowClient(tracking_uri(results))
+    runs = trial_runs(results, "dedup")
+    trained = [r for r in runs if "weights.safetensors" in {a.path for a in client.list_artifacts(r.info.run_id)}]
+    assert len(runs) == 5 and len(trained) == len(originals)  # trained once per distinct network
+
+    assert len(originals) == 2, "seed 1 samples both networks"
+    small, large = sorted(originals, key=lambda t: t.user_attrs["metrics"]["size_kb"])
+    assert small.user_attrs["metrics"]["size_kb"] < 3.5 < large.user_attrs["metrics"]["size_kb"]
+    assert small.constraints[0] <= 0 < large.constraints[0]  # Optuna sees the constraint too
+    assert "INFEASIBLE (size_kb > max_size_kb)" in done.stdout or "pareto" in done.stdout
+    parent = client.search_runs([client.get_experiment_by_name("dedup").experiment_id], "tags.`bitnas.role` = 'study'")[0]
+    pareto = Path(client.download_artifacts(parent.info.run_id, "pareto.csv")).read_text()
+    front = [int(line.split(",")[0]) for line in pareto.splitlines()[1:]]
+    assert large.number not in front and small.number in front
+
+    exported = subprocess.run(["bitnas", "export", "--study", "dedup", "--results", str(results)],
+                              capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert [p.name for p in (results / "export" / "dedup").iterdir()] == [f"trial-{small.number}"]
+
+
+def test_a_resource_no_node_offers_is_refused_at_once(tmp_path):
+    config = write_config(tmp_path, ray={"resources": {"rpi4": 1}})
+    done = subprocess.run(search_command(config, tmp_path / "results", "no-device", 2), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2
+    assert "each trial needs rpi4=1 but no node of the Ray cluster offers it" in done.stderr
+    assert done.stderr.count("\n") == 1
+    study = load(tmp_path / "results", "no-device")
+    assert study.trials == []
