@@ -44,3 +44,42 @@ def test_binary_layers_are_marked_in_the_table():
     rows = genotype_costs(HAND).rows()
     assert [(r["name"], r["weight_bits"], r["input_bits"]) for r in rows] == [
         ("stem.0", 32, 32), ("stages.0.conv", 1, 1), ("stages.1.conv", 32, 32), ("fc", 32, 32)]
+
+
+# A small network with every kind of layer width: binary (ReActNet, duplicated 1x1), 8-bit MBConv and
+# classifier, W2A4 depthwise-separable, fp32 stem. The table and totals are pinned (a snapshot): a
+# change here changes every reported cost, so it must be deliberate. The totals are checked by hand:
+# OPs = 2304 fp32 + 2816 binary / 64 + 6560 int8 x 64/64 + 3200 W2A4 x 8/64 = 9308;
+# ACE = 2304 x 1024 + 2816 + 6560 x 64 + 3200 x 8 = 2,807,552.
+MIXED = Genotype(input_size=8, in_channels=1, num_classes=10, stem_width=4, head_bits=8, stages=(
+    StageSpec(block="reactnet", width=8, depth=1, stride=2),
+    StageSpec(block="mbconv", width=8, depth=1, expansion=2, weight_bits=8, activation_bits=8),
+    StageSpec(block="dwsep", width=16, depth=1, weight_bits=2, activation_bits=4)))
+
+MIXED_TABLE = """\
+layer                 kind        in     out  k   g   W   A   MACs  params   bits
+stem.0                conv     1x8x8   4x8x8  3   1  32  32  2,304      36  1,152
+stages.0.conv_k       conv     4x8x8   4x4x4  3   1   1   1  2,304     144    144
+stages.0.convs_1x1.0  conv     4x4x4   4x4x4  1   1   1   1    256      16     16
+stages.0.convs_1x1.1  conv     4x4x4   4x4x4  1   1   1   1    256      16     16
+stages.1.body.0       conv     8x4x4  16x4x4  1   1   8   8  2,048     128  1,024
+stages.1.body.3       conv    16x4x4  16x4x4  3  16   8   8  2,304     144  1,152
+stages.1.body.6       conv    16x4x4   8x4x4  1   1   8   8  2,048     128  1,024
+stages.2.depthwise    conv     8x4x4   8x4x4  3   8   2   4  1,152      72    144
+stages.2.pointwise    conv     8x4x4  16x4x4  1   1   2   4  2,048     128    256
+fc                    linear      16      10  0   1   8   8    160     170  1,600"""
+
+
+def test_cost_table_of_a_mixed_precision_network_is_pinned():
+    costs = genotype_costs(MIXED)
+    assert costs.table() == MIXED_TABLE
+    assert costs.totals() == {
+        "params": 1198, "size_bits": 13440, "size_kb": 13440 / 8 / 1024, "bops": 2816, "flops": 2304, "ops": 9308.0,
+        "ace": 2_807_552, "macs": 14880, "macs_2bit": 0, "macs_4bit": 3200, "macs_8bit": 6560,
+        "memory_bits": 14912, "memory_kb": 14912 / 8 / 1024}
+
+
+def test_memory_traffic_counts_weights_and_inputs_at_their_widths():
+    stem, binary = genotype_costs(HAND).layers[:2]
+    assert stem.memory_bits == 36 * 32 + 64 * 32          # 3x3x1x4 fp32 weights + 8x8x1 fp32 input
+    assert binary.memory_bits == 144 * 1 + 4 * 64 * 1     # 1-bit weights + 4x8x8 1-bit input
