@@ -18,8 +18,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from bitnas.search.tracking import tracking_uri
+from bitnas.spaces import SpaceConfig, genotype_costs
 
-TINY_SPACE = {"blocks": ["float", "binary"], "stem_widths": [4, 8],
+TINY_SPACE = {"blocks": ["float", "binary"], "kernels": [3], "stem_widths": [4, 8],
               "stages": [{"stride": 1, "widths": [4, 8], "depths": [1]}, {"stride": 2, "widths": [8, 16], "depths": [1]}]}
 
 
@@ -168,9 +169,17 @@ def test_driver_killed_mid_study_resumes_without_losing_or_rerunning_anything(tm
 
 
 def test_identical_networks_are_trained_once_and_constraints_keep_the_front_feasible(tmp_path):
-    # Two networks only (stem width 4 or 8, ~3.3 KiB and ~4.4 KiB): five trials must repeat them.
-    space = {"blocks": ["float"], "stem_widths": [4, 8], "stages": [{"stride": 1, "widths": [8], "depths": [1]}]}
-    config = write_config(tmp_path, space=space, sampler="random", seed=1, constraints={"max_size_kb": 3.5})
+    # Two networks only (stem width 4 or 8): five trials must repeat them. The size budget lies
+    # between the two, so exactly one of them is feasible.
+    space = {"blocks": ["float"], "kernels": [3], "stem_widths": [4, 8],
+             "stages": [{"stride": 1, "widths": [8], "depths": [1]}]}
+    choices = SpaceConfig(**space).choices()
+    assert [len(values) for name, values in choices.items() if name != "stem_width"] == [1] * (len(choices) - 1)
+    sizes = [genotype_costs(SpaceConfig(**space).decode(
+        {name: (stem if name == "stem_width" else values[0]) for name, values in choices.items()},
+        input_size=8, in_channels=1, num_classes=10)).size_kb for stem in (4, 8)]
+    budget = sum(sizes) / 2
+    config = write_config(tmp_path, space=space, sampler="random", seed=1, constraints={"max_size_kb": budget})
     results = tmp_path / "results"
     done = subprocess.run(search_command(config, results, "dedup", 5), capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -190,8 +199,8 @@ def test_identical_networks_are_trained_once_and_constraints_keep_the_front_feas
 
     assert len(originals) == 2, "seed 1 samples both networks"
     small, large = sorted(originals, key=lambda t: t.user_attrs["metrics"]["size_kb"])
-    assert small.user_attrs["metrics"]["size_kb"] < 3.5 < large.user_attrs["metrics"]["size_kb"]
-    assert small.constraints[0] <= 0 < large.constraints[0]  # Optuna sees the constraint too
+    assert small.user_attrs["metrics"]["size_kb"] < budget < large.user_attrs["metrics"]["size_kb"]
+    assert small.constraints["max_size_kb"] <= 0 < large.constraints["max_size_kb"]  # Optuna sees it too
     assert "INFEASIBLE (size_kb > max_size_kb)" in done.stdout or "pareto" in done.stdout
     parent = client.search_runs([client.get_experiment_by_name("dedup").experiment_id], "tags.`bitnas.role` = 'study'")[0]
     pareto = Path(client.download_artifacts(parent.info.run_id, "pareto.csv")).read_text()
