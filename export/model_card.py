@@ -37,9 +37,9 @@ Genotype hash `{genotype.hash()}`. {binary_macs / all_macs:.0%} of multiply-accu
 | model size (each weight at its bit width) | {costs.size_kb:.1f} KiB |
 | BOPs / FLOPs / OPs | {costs.bops:.4g} / {costs.flops:.4g} / {costs.ops:.4g} |
 
-Latency was measured with `{latency.get('engine', 'unknown')}` on {latency.get('cpu', 'unknown CPU')}
-({latency.get('threads', '?')} thread(s), {latency.get('runs', '?')} runs, torch {latency.get('torch_version', '?')}): binary layers are
-simulated in float there, so this is not yet the speed of a packed binary engine.
+Latency was measured on target `{latency.get('target', 'torch-cpu')}` with `{latency.get('engine', 'unknown')}`
+on {latency.get('cpu', 'unknown CPU')} ({latency.get('threads', '?')} thread(s), median of {latency.get('runs', '?')} runs,
+torch {latency.get('torch_version', '?')}).
 Energy is {trial.user_attrs.get('energy_source', 'analytic')}: MACs per layer times Horowitz (ISSCC 2014, 45 nm)
 energy per MAC at the layer's bit widths; memory traffic is not included.
 

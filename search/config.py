@@ -37,7 +37,7 @@ class TrainingSection(_Section):
 
 
 class LatencySection(_Section):
-    runs: int = Field(30, ge=30, le=100_000)  # the floor: a median of at least 30 runs
+    runs: int = Field(50, ge=30, le=100_000)  # at least 30 runs; 50 by default, as numbers.md advises
     warmup: int = Field(5, ge=0, le=10_000)
     threads: int = Field(1, ge=1, le=1024)
     # Where latency is measured: `cpu` is the packed binary engine; `torch-cpu` / `torch-cuda` /

@@ -44,6 +44,14 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
+LATENCY_TARGETS = {
+    "cpu": "this CPU with the packed binary engine (XNOR-popcount; full-precision layers in torch)",
+    "torch-cpu": "torch on this CPU (binary layers simulated in fp32)",
+    "torch-cuda": "torch on CUDA (binary layers simulated in fp32)",
+    "onnxruntime": "onnxruntime on this CPU (binary layers simulated in fp32)",
+}
+
+
 class SearchAborted(RunFailed):
     """Too many trials failed; the message carries the last error."""
 
@@ -246,7 +254,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
     try:
         tracker = StudyTracker(config.results_dir, config.study, config.model_dump(mode="json"), list(config.objectives))
         tracker.set_study_tags({"bitnas.sampler": config.sampler, "bitnas.dataset": config.dataset,
-                                "bitnas.trials_target": str(config.trials), "bitnas.target": "cpu (torch)",
+                                "bitnas.trials_target": str(config.trials), "bitnas.target": config.latency.target,
                                 "bitnas.storage": storage_name})
         recorder = TrialRecorder(study, tracker, objectives, config)
         views = StudyViews(study, tracker, objectives, config)
@@ -297,7 +305,8 @@ def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
         f"completed trials; hypervolume {outcome.hypervolume:.4g}; {_format_duration(outcome.seconds)} wall time):",
         format_table(outcome.frame, outcome.objectives),
         "",
-        "latency: torch on this CPU at batch 1 (binary layers simulated in float); energy: analytic, Horowitz 45 nm MACs",
+        f"latency: {LATENCY_TARGETS.get(config.latency.target, config.latency.target)}, batch 1, "
+        f"{config.latency.threads} thread(s); energy: analytic, Horowitz 45 nm MACs",
         f"open the MLflow UI:  {ui_command(results)}",
         f"export the front:    bitnas export --study {outcome.study} --results {results}{storage_flag}",
     ]

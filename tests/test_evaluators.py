@@ -54,7 +54,8 @@ def test_fractional_epochs_take_a_fraction_of_the_steps():
 
 
 def test_latency_measurement_records_how_it_was_taken():
-    measurement = measure_latency(build_model(TINY), (1, 8, 8), LatencyConfig(runs=30, warmup=2, threads=1))
+    config = LatencyConfig(runs=30, warmup=2, threads=1, target="torch-cpu")
+    measurement = measure_latency(build_model(TINY), (1, 8, 8), config)
     assert measurement.runs == 30 and measurement.threads == 1
     assert 0 < measurement.min_ms <= measurement.median_ms <= measurement.p90_ms
     assert "simulated" in measurement.engine
