@@ -69,6 +69,8 @@ class TrialRecorder:
         shared = {"latency": result.latency, "energy_source": result.energy_source, "node": result.node}
         for key, value in shared.items():
             item.trial.set_user_attr(key, value)
+        # Time inside the worker, to tell evaluation from orchestration (benchmarks/scaling.py).
+        item.trial.set_user_attr("evaluation_seconds", result.seconds)
         self.tracker.finish_trial(
             item.trial.number, status="FINISHED", metrics=result.metrics, epoch_accuracy=result.epoch_val_accuracy,
             files={"weights.safetensors": result.weights, "costs.csv": pd.DataFrame(result.cost_rows).to_csv(index=False),
