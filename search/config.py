@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bitnas.errors import UserError
 from bitnas.spaces import SpaceConfig, describe_validation_error
+from bitnas.spaces.baselines import BASELINES, SMALL_BASELINES
 
 from .objectives import OBJECTIVES
 
@@ -93,6 +94,9 @@ class SearchConfig(_Section):
     # Python modules imported by the driver and by every worker before anything else, so that
     # blocks or quantizers they register (bitnas.spaces.register_block) can be named in `space`.
     plugins: tuple[str, ...] = ()
+    # Small hand-designed networks evaluated once per study like any trial and shown next to the
+    # front (bitnas.spaces.baselines); [] to skip them.
+    references: tuple[str, ...] = Field(default_factory=lambda: SMALL_BASELINES)
     max_failures: int = Field(5, ge=0, le=100_000)
 
     @field_validator("study")
@@ -118,6 +122,14 @@ class SearchConfig(_Section):
         if missing:
             raise ValueError(f"hypervolume_reference has no value for objective {missing[0]!r}")
         return self
+
+    @field_validator("references")
+    @classmethod
+    def _known_references(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in BASELINES]
+        if unknown:
+            raise ValueError(f"unknown reference {unknown[0]!r}; known: {', '.join(SMALL_BASELINES)}")
+        return value
 
     @field_validator("storage")
     @classmethod

@@ -32,7 +32,8 @@ from .interrupts import Interrupts
 from .lease import DriverLease
 from .objectives import Objective, objectives_for
 from .ray_runtime import RayRuntime
-from .report import format_table
+from .references import evaluate_references
+from .report import format_table, reference_lines
 from .samplers import make_sampler
 from .storage import describe_storage, open_storage, study_names
 from .tracking import StudyTracker, find_trial_run_id, ui_command
@@ -67,6 +68,7 @@ class SearchOutcome:
     seconds: float
     objectives: list[Objective] = field(default_factory=list)
     storage: str = ""
+    references: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _format_duration(seconds: float) -> str:
@@ -149,7 +151,7 @@ class _SearchLoop:
         return len(self.pending) + sum(len(w) for w in self.waiting.values())
 
     def run(self, runtime: RayRuntime, interrupts: Interrupts) -> None:
-        remote_evaluate = runtime.remote_evaluate()
+        remote_evaluate = self.remote_evaluate
         while True:
             self.lease.refresh()
             done = self.completed()
@@ -241,6 +243,16 @@ class _SearchLoop:
         self.waiting.clear()
 
 
+def _start_ray(config: SearchConfig, tracker: StudyTracker, out: Callable[[str], None]) -> RayRuntime:
+    try:
+        return RayRuntime.start(workers=config.workers, address=config.ray.address,
+                                num_cpus=config.ray.num_cpus_per_trial, num_gpus=config.ray.num_gpus_per_trial,
+                                resources=config.ray.resources, out=out)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+
+
 def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> SearchOutcome:
     started = time.monotonic()
     objectives = objectives_for(config.objectives)
@@ -268,18 +280,16 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
             frame, volume = views.refresh(final=True)
             tracker.finish()
             return SearchOutcome(config.study, loop.completed_before, 0, False, frame, volume,
-                                 time.monotonic() - started, objectives, storage_name)
+                                 time.monotonic() - started, objectives, storage_name, views.references)
         interrupted = False
-        try:
-            runtime = RayRuntime.start(workers=config.workers, address=config.ray.address,
-                                       num_cpus=config.ray.num_cpus_per_trial, num_gpus=config.ray.num_gpus_per_trial,
-                                       resources=config.ray.resources, out=out)
-        except BaseException:
-            tracker.finish("FAILED")
-            raise
+        runtime = _start_ray(config, tracker, out)
+        loop.remote_evaluate = runtime.remote_evaluate()
         views.refresh()
         try:
             with Interrupts() as interrupts:
+                evaluate_references(config.references, geometry, study, tracker, runtime, loop.remote_evaluate,
+                                    lambda offset: _request(config, offset), config.plugins, interrupts, out)
+                views.refresh(final=True)
                 loop.run(runtime, interrupts)
         except KeyboardInterrupt:
             interrupted = True
@@ -291,7 +301,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
             aborted = loop.failures > config.max_failures
             tracker.finish("KILLED" if interrupted else ("FAILED" if aborted else "FINISHED"))
         return SearchOutcome(config.study, loop.completed(), loop.failures, interrupted, frame, volume,
-                             time.monotonic() - started, objectives, storage_name)
+                             time.monotonic() - started, objectives, storage_name, views.references)
     finally:
         lease.release()
 
@@ -305,6 +315,7 @@ def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
         f"completed trials; hypervolume {outcome.hypervolume:.4g}; {_format_duration(outcome.seconds)} wall time):",
         format_table(outcome.frame, outcome.objectives),
         "",
+        *reference_lines(outcome.references, outcome.objectives),
         f"latency: {LATENCY_TARGETS.get(config.latency.target, config.latency.target)}, batch 1, "
         f"{config.latency.threads} thread(s); energy: analytic, Horowitz 45 nm MACs",
         f"open the MLflow UI:  {ui_command(results)}",

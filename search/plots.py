@@ -17,7 +17,8 @@ def _axes(objectives: list[Objective]) -> tuple[str, str, str | None]:
     return x, y, colour
 
 
-def write_pareto_png(frame: pd.DataFrame, objectives: list[Objective], path: Path, title: str) -> None:
+def write_pareto_png(frame: pd.DataFrame, objectives: list[Objective], path: Path, title: str,
+                     references: pd.DataFrame | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,6 +33,11 @@ def write_pareto_png(frame: pd.DataFrame, objectives: list[Objective], path: Pat
     axis.scatter(front[x], front[y], s=90, facecolors="none", edgecolors="crimson", linewidths=1.5, label="Pareto front")
     for _, row in front.iterrows():
         axis.annotate(f"#{int(row['trial'])}", (row[x], row[y]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    if references is not None and len(references) and x in references.columns:
+        axis.scatter(references[x], references[y], marker="*", s=140, color="crimson", label="reference architectures")
+        for _, row in references.iterrows():
+            axis.annotate(row["reference"], (row[x], row[y]), textcoords="offset points", xytext=(5, -9),
+                          fontsize=7, color="crimson")
     if colour:
         figure.colorbar(scatter, ax=axis, label=labels[colour])
     if x in ("latency_ms", "energy_uj", "ops", "params", "size_kb") and (frame[x] > 0).all():
@@ -46,7 +52,8 @@ def write_pareto_png(frame: pd.DataFrame, objectives: list[Objective], path: Pat
     plt.close(figure)
 
 
-def write_pareto_html(frame: pd.DataFrame, objectives: list[Objective], path: Path, title: str) -> None:
+def write_pareto_html(frame: pd.DataFrame, objectives: list[Objective], path: Path, title: str,
+                      references: pd.DataFrame | None = None) -> None:
     import plotly.graph_objects as go
 
     x, y, colour = _axes(objectives)
@@ -62,6 +69,12 @@ def write_pareto_html(frame: pd.DataFrame, objectives: list[Objective], path: Pa
         marker.update(color=frame[colour], colorscale="Viridis", showscale=True, colorbar=dict(title=colour))
     figure = go.Figure(go.Scatter(x=frame[x], y=frame[y], mode="markers", marker=marker, text=hover,
                                   hovertemplate="%{text}<extra></extra>"))
+    if references is not None and len(references) and x in references.columns:
+        text = ["<br>".join([f"reference {row['reference']}", row["genotype"].replace(" | ", "<br>  ")]
+                            + [f"{o.name}: {row[o.name]:.4g}" for o in objectives]) for _, row in references.iterrows()]
+        figure.add_trace(go.Scatter(x=references[x], y=references[y], mode="markers+text", text=references["reference"],
+                                    textposition="bottom center", hovertext=text, hoverinfo="text",
+                                    marker=dict(symbol="star", size=14, color="crimson"), name="reference architectures"))
     labels = {o.name: o.label for o in objectives} | {"trial": "trial number"}
     figure.update_layout(title=f"{title} (ringed: Pareto front)", xaxis_title=labels[x], yaxis_title=labels[y],
                          template="plotly_white")

@@ -67,3 +67,17 @@ def format_table(frame: pd.DataFrame, objectives: list[Objective]) -> str:
         table.insert(1, "status", ["pareto" if row["pareto"] else f"INFEASIBLE ({row['violates']})"
                                    for _, row in shown.iterrows()])
     return table.to_string(index=False, formatters={c: f for c, f in formats.items() if c in columns})
+
+
+def reference_lines(references: pd.DataFrame, objectives: list[Objective]) -> list[str]:
+    """The reference architectures, each with the searched trials that dominate it."""
+    if references.empty:
+        return []
+    lines = ["Reference architectures (same training budget and measurements):"]
+    for _, row in references.iterrows():
+        shown = "  ".join(f"{o.name} {row[o.name]:.4g}" for o in objectives)
+        beaten = row["dominated_by"]
+        verdict = (f"dominated by trial{'s' if len(beaten) > 1 else ''} {', '.join(map(str, beaten[:5]))}"
+                   f"{' ...' if len(beaten) > 5 else ''}" if beaten else "not dominated by any trial")
+        lines.append(f"  {row['reference']:<22} {shown}  {verdict}")
+    return lines + [""]

@@ -98,6 +98,12 @@ class StudyTracker:
         run_id = find_trial_run_id(self.client, self.experiment_id, number)
         if run_id is None:
             raise LookupError(f"no MLflow run for trial {number} of study {self.study!r}")
+        self.finish_trial_run(run_id, status=status, metrics=metrics, epoch_accuracy=epoch_accuracy, files=files,
+                              tags=tags)
+
+    def finish_trial_run(self, run_id: str, *, status: str, metrics: dict[str, float] | None = None,
+                         epoch_accuracy: list[float] | None = None, files: dict[str, bytes | str] | None = None,
+                         tags: dict[str, str] | None = None) -> None:
         metric_list = [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
         metric_list += [Metric("val_accuracy_epoch", float(a), 0, step) for step, a in enumerate(epoch_accuracy or [], 1)]
         tag_list = [RunTag(k, v[:5000]) for k, v in (tags or {}).items()]
