@@ -150,8 +150,7 @@ class _SearchLoop:
     def in_flight(self) -> int:
         return len(self.pending) + sum(len(w) for w in self.waiting.values())
 
-    def run(self, runtime: RayRuntime, interrupts: Interrupts) -> None:
-        remote_evaluate = self.remote_evaluate
+    def run(self, runtime: RayRuntime, remote_evaluate, interrupts: Interrupts) -> None:
         while True:
             self.lease.refresh()
             done = self.completed()
@@ -283,14 +282,14 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
                                  time.monotonic() - started, objectives, storage_name, views.references)
         interrupted = False
         runtime = _start_ray(config, tracker, out)
-        loop.remote_evaluate = runtime.remote_evaluate()
+        remote_evaluate = runtime.remote_evaluate()
         views.refresh()
         try:
             with Interrupts() as interrupts:
-                evaluate_references(config.references, geometry, study, tracker, runtime, loop.remote_evaluate,
+                evaluate_references(config.references, geometry, study, tracker, runtime, remote_evaluate,
                                     lambda offset: _request(config, offset), config.plugins, interrupts, out)
                 views.refresh(final=True)
-                loop.run(runtime, interrupts)
+                loop.run(runtime, remote_evaluate, interrupts)
         except KeyboardInterrupt:
             interrupted = True
             out(f"\ninterrupted: stopping {loop.in_flight()} running trial(s); every completed trial is kept")
