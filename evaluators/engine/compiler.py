@@ -129,7 +129,9 @@ def _binary_conv_block(block: nn.Module, name: str) -> list:
 def _network(network: nn.Module, name: str) -> list:
     if not all(hasattr(network, part) for part in ("stem", "stages", "head_act", "pool", "fc")):
         raise NotCompilable("network without stem/stages/head_act/pool/fc")
-    head = nn.Sequential(network.head_act, network.pool, nn.Flatten(1), network.fc)
+    # `head` (a 1x1 conv before the pool) exists only when the genotype asks for one.
+    head_conv = [network.head] if hasattr(network, "head") else []
+    head = nn.Sequential(*head_conv, network.head_act, network.pool, nn.Flatten(1), network.fc)
     return [*compile_module(network.stem, "stem"), *compile_module(network.stages, "stages"),
             TorchStep(name="head", module=frozen_copy(head))]
 

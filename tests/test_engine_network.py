@@ -1,0 +1,31 @@
+"""The engine compiles every reference network, whatever its head (a 1x1 head conv or none)."""
+
+import numpy as np
+import pytest
+import torch
+
+from bitnas.evaluators.engine import compile_model
+from bitnas.spaces import build_model
+from bitnas.spaces.baselines import small_baselines
+
+BASELINES = small_baselines(input_size=28, in_channels=1, num_classes=10)
+
+
+@pytest.mark.parametrize("name", ["bireal_small", "mobilenetv2_small", "mobilenetv2_int8_small"])
+def test_reference_networks_compile_and_agree_with_torch(name):
+    torch.manual_seed(0)
+    model = build_model(BASELINES[name]).eval()
+    image = torch.randn(1, 1, 28, 28)
+    engine = compile_model(model, (1, 28, 28))
+    with torch.inference_mode():
+        expected = model(image).numpy()[0]
+    got = np.asarray(engine(image))[0]
+    assert got.shape == (10,)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_head_conv_is_part_of_the_compiled_network():
+    genotype = BASELINES["mobilenetv2_small"]
+    assert genotype.short().split(" | ")[-2].startswith("head")
+    steps = [step["step"] for step in compile_model(build_model(genotype).eval(), (1, 28, 28)).summary()]
+    assert steps[-1] == "head"
