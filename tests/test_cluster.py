@@ -27,7 +27,8 @@ def postgres_answers() -> bool:
 
 def write_config(folder, **overrides):
     path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump({"dataset": "digits", "training": {"epochs": 0.5}, "space": SPACE, **overrides}))
+    path.write_text(yaml.safe_dump({"dataset": "digits", "training": {"epochs": 0.5}, "space": SPACE, "references": [],
+                                    **overrides}))
     return path
 
 

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from bitnas.evaluators import load_dataset
 from bitnas.search.tracking import tracking_uri
 from bitnas.spaces import Genotype, build_model
+from bitnas.spaces.baselines import SMALL_BASELINES
 
 STUDY = "e2e"
 TINY_BUDGET = ["--epochs", "0.05", "--workers", "2", "--seed", "1"]
@@ -49,8 +50,9 @@ def mlflow_runs(results: Path, study: str = STUDY):
     experiment = client.get_experiment_by_name(study)
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("bitnas.role") == "study"]
+    references = [r for r in runs if r.data.tags.get("bitnas.role") == "reference"]
     children = [r for r in runs if r.data.tags.get("bitnas.role") == "trial"]
-    return client, parents, children
+    return client, parents, children, references
 
 
 def test_search_records_every_trial_in_storage_and_mlflow(results):
@@ -59,14 +61,18 @@ def test_search_records_every_trial_in_storage_and_mlflow(results):
     assert "Pareto front of study 'e2e'" in done.stdout
     assert "mlflow ui --backend-store-uri sqlite:///" in done.stdout
     assert "[3/3]" in done.stdout
+    assert "Reference architectures (same training budget and measurements):" in done.stdout
 
     study, counts = study_state(results)
     assert counts[TrialState.COMPLETE] == 3 and counts[TrialState.RUNNING] == 0
     assert study.metric_names == ["accuracy", "latency_ms", "energy_uj"]
 
-    client, parents, children = mlflow_runs(results)
+    client, parents, children, references = mlflow_runs(results)
     assert len(parents) == 1
     assert len(children) == counts[TrialState.COMPLETE]
+    # every small reference architecture evaluated once, with the trials' budget
+    assert sorted(r.data.tags["bitnas.reference"] for r in references) == sorted(SMALL_BASELINES)
+    assert all(r.info.status == "FINISHED" and "val_accuracy" in r.data.metrics for r in references)
     parent = parents[0]
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
         "pareto.csv", "trials.csv", "pareto.png", "pareto.html", "config.json"}
@@ -93,8 +99,8 @@ def test_resume_by_name_adds_trials_without_duplicating_runs(results):
     assert "3/4 trials completed" in done.stdout
     _, counts = study_state(results)
     assert counts[TrialState.COMPLETE] == 4
-    _, parents, children = mlflow_runs(results)
-    assert len(parents) == 1 and len(children) == 4
+    _, parents, children, references = mlflow_runs(results)
+    assert len(parents) == 1 and len(children) == 4 and len(references) == len(SMALL_BASELINES)  # not re-run
     assert sorted(int(c.data.tags["bitnas.trial_number"]) for c in children) == [0, 1, 2, 3]
 
     again = bitnas("search", "--study", STUDY, "--trials", "4", "--results", str(results), *TINY_BUDGET)
@@ -137,9 +143,12 @@ def test_export_of_one_trial_and_of_a_missing_trial(results):
 
 def test_ctrl_c_stops_cleanly_and_keeps_every_completed_trial(results):
     study = "interrupted"
+    config = results.parent / "no-references.yaml"
+    config.write_text("references: []\n")
     # A new session, as a terminal's Ctrl-C signals the whole foreground process group.
     process = subprocess.Popen(
-        ["bitnas", "search", "--study", study, "--trials", "40", "--results", str(results), *TINY_BUDGET],
+        ["bitnas", "search", "--config", str(config), "--study", study, "--trials", "40", "--results", str(results),
+         *TINY_BUDGET],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     lines = []
     deadline = time.monotonic() + 300
@@ -156,6 +165,6 @@ def test_ctrl_c_stops_cleanly_and_keeps_every_completed_trial(results):
 
     _, counts = study_state(results, study)
     assert counts[TrialState.COMPLETE] >= 2 and counts[TrialState.RUNNING] == 0
-    _, parents, children = mlflow_runs(results, study)
+    _, parents, children, _ = mlflow_runs(results, study)
     assert parents[0].info.status == "KILLED"
     assert len([c for c in children if c.info.status == "FINISHED"]) == counts[TrialState.COMPLETE]

@@ -26,7 +26,7 @@ TINY_SPACE = {"blocks": ["float", "binary"], "kernels": [3], "stem_widths": [4, 
 
 def write_config(folder: Path, **overrides) -> Path:
     config = {"dataset": "digits", "workers": 2, "training": {"epochs": 0.5, "batch_size": 32},
-              "space": TINY_SPACE, **overrides}
+              "space": TINY_SPACE, "references": [], **overrides}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
