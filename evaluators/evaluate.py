@@ -16,7 +16,9 @@ from safetensors.torch import save as safetensors_bytes
 
 from bitnas.spaces import Genotype, build_model, count_costs
 
-from .data import load_dataset
+from .data import DataOptions, load_dataset
+from .distill import Teacher
+from .early_stopping import EarlyStoppingRule
 from .energy import estimate_energy
 from .latency import LatencyConfig, measure_latency
 from .train import TrainingConfig, train
@@ -31,6 +33,10 @@ class EvalRequest:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     energy_profile: str = "horowitz45nm"
     train_threads: int = 1
+    data: DataOptions = field(default_factory=DataOptions)
+    teacher: Teacher | None = None                         # distil from this full-precision network
+    early_stopping: EarlyStoppingRule | None = None
+    peer_curves: tuple[tuple[float, ...], ...] = ()        # per-epoch val accuracy of finished trials
 
 
 @dataclass
@@ -45,12 +51,13 @@ class TrialResult:
     node: str
     pid: int
     seconds: float
+    stopped_early: bool = False
 
 
 def evaluate(genotype_json: str, request: EvalRequest) -> TrialResult:
     started = time.perf_counter()
     genotype = Genotype.from_json(genotype_json)
-    data = load_dataset(request.dataset, request.data_seed)
+    data = load_dataset(request.dataset, request.data_seed, request.data)
     if (genotype.input_size, genotype.in_channels, genotype.num_classes) != (data.input_size, data.in_channels, data.num_classes):
         raise ValueError(f"genotype expects {genotype.input_size}x{genotype.input_size}x{genotype.in_channels} inputs and "
                          f"{genotype.num_classes} classes; dataset {data.name} has {data.input_size}x{data.input_size}x"
@@ -59,7 +66,9 @@ def evaluate(genotype_json: str, request: EvalRequest) -> TrialResult:
     torch.set_num_threads(request.train_threads)
     torch.manual_seed(request.seed)
     model = build_model(genotype)
-    outcome = train(model, data.train, data.val, request.training, seed=request.seed)
+    stop = request.early_stopping.callback(request.peer_curves) if request.early_stopping else None
+    teacher = request.teacher.model() if request.teacher is not None else None
+    outcome = train(model, data.train, data.val, request.training, seed=request.seed, teacher=teacher, should_stop=stop)
     costs = count_costs(model, data.input_shape)
     energy = estimate_energy(costs, request.energy_profile)
     latency = measure_latency(model, data.input_shape, request.latency)
@@ -72,6 +81,8 @@ def evaluate(genotype_json: str, request: EvalRequest) -> TrialResult:
         "train_seconds": outcome.seconds,
         "train_steps": float(outcome.steps),
         "final_loss": outcome.final_loss,
+        "epochs_trained": float(len(outcome.epoch_val_accuracy)),
+        "stopped_early": float(outcome.stopped_early),
     }
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     return TrialResult(
@@ -79,4 +90,5 @@ def evaluate(genotype_json: str, request: EvalRequest) -> TrialResult:
         latency=latency.as_dict(), energy_source=energy.source,
         cost_rows=[{**row, "energy_pj": pj} for row, pj in zip(costs.rows(), energy.by_layer_pj)],
         weights=safetensors_bytes(state), node=platform.node(), pid=os.getpid(), seconds=time.perf_counter() - started,
+        stopped_early=outcome.stopped_early,
     )

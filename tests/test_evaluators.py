@@ -23,7 +23,7 @@ def test_split_is_seeded_and_disjoint():
 
 
 def test_unknown_dataset_is_a_clear_error():
-    with pytest.raises(DatasetError, match="unknown dataset 'imagenet'; known datasets: digits, mnist5k"):
+    with pytest.raises(DatasetError, match="unknown dataset 'imagenet'; known datasets: cifar10, digits, imagefolder, mnist5k"):
         load_dataset("imagenet")
 
 

@@ -1,0 +1,94 @@
+"""The training recipes: which one a network gets, what the binary recipe does to latent
+weights, reproducibility to the last digit, augmentation and the early-stop hook."""
+
+import torch
+
+from bitnas.evaluators import TrainingConfig, accuracy, load_dataset, train
+from bitnas.evaluators.train import _augment, _warmup_cosine, quantized_kernels, resolve_recipe
+from bitnas.spaces import Genotype, StageSpec, build_model
+
+BINARY = Genotype(input_size=8, in_channels=1, num_classes=10, stem_width=8,
+                  stages=(StageSpec(block="binary", width=16, depth=1, stride=2),))
+FLOAT = Genotype(input_size=8, in_channels=1, num_classes=10, stem_width=8,
+                 stages=(StageSpec(block="float", width=16, depth=1, stride=2),))
+
+
+def _run(genotype, seed=0, **overrides):
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    data = load_dataset("digits", 0)
+    model = build_model(genotype)
+    config = TrainingConfig(**{"epochs": 2, "batch_size": 32, "lr": 5e-3, **overrides})
+    outcome = train(model, data.train, data.val, config, seed=seed)
+    return model, outcome, accuracy(model, data.val)
+
+
+def test_recipe_follows_the_network():
+    assert resolve_recipe(build_model(BINARY), "auto") == "binary"
+    assert resolve_recipe(build_model(FLOAT), "auto") == "standard"
+    assert resolve_recipe(build_model(FLOAT), "binary") == "binary"
+    assert quantized_kernels(build_model(FLOAT)) == []
+
+
+def test_binary_recipe_is_reproducible_to_the_last_digit_and_learns():
+    _, first, acc1 = _run(BINARY, seed=4)
+    _, second, acc2 = _run(BINARY, seed=4)
+    assert first.recipe == "binary" and first.device == "cpu"
+    assert acc1 == acc2 and first.final_loss == second.final_loss and first.epoch_val_accuracy == second.epoch_val_accuracy
+    assert acc1 > 0.5  # ten classes: chance is 0.1; a 1-block binary net on 8x8 digits after 2 epochs
+
+
+def test_binary_recipe_clips_latent_weights_and_never_decays_them():
+    # A large learning rate pushes latent weights past 1; the recipe must hold them in [-1, 1].
+    model, _, _ = _run(BINARY, lr=0.5, epochs=0.5, latent_clip=0.25)
+    latent = [m.weight for m, bits in quantized_kernels(model) if bits == 1]
+    assert latent and all(float(w.detach().abs().max()) <= 0.25 + 1e-7 for w in latent)
+    assert any(float(w.detach().abs().max()) > 0.2 for w in latent)  # it did push them to the bound
+
+
+def test_standard_recipe_decays_float_kernels():
+    # With zero learning signal (lr tiny) AdamW's decoupled decay is what shrinks weights; the
+    # recipe applies it to conv kernels of float networks and never to BN.
+    torch.manual_seed(0)
+    model = build_model(FLOAT)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    data = load_dataset("digits", 0)
+    train(model, data.train, data.val, TrainingConfig(epochs=0.2, lr=1e-2, weight_decay=5.0, recipe="standard"), seed=0)
+    after = dict(model.named_parameters())
+    kernel = next(n for n, p in after.items() if p.dim() == 4)
+    assert after[kernel].norm() < 0.95 * before[kernel].norm()
+
+
+def test_warmup_then_cosine_schedule():
+    factor = _warmup_cosine(total_steps=100, warmup_steps=10)
+    assert [round(factor(s), 3) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert factor(10) == 1.0 and abs(factor(55) - 0.5) < 1e-9 and factor(100) == 0.0
+
+
+def test_augmentation_is_seeded_and_keeps_pixels():
+    images = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).reshape(2, 1, 8, 8) + 1
+    a = _augment(images, "shift", torch.Generator().manual_seed(1))
+    b = _augment(images, "shift", torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == images.shape
+    assert _augment(images, "none", torch.Generator()) is images
+    # a shift only moves pixels (or brings in zero padding): every non-zero value comes from the source
+    assert set(a[0].flatten().tolist()) - {0.0} <= set(images[0].flatten().tolist())
+
+
+def test_should_stop_ends_training_after_the_epoch_it_says():
+    seen = []
+
+    def stop_after_first(epoch, curve):
+        seen.append((epoch, tuple(curve)))
+        return True
+
+    torch.manual_seed(0)
+    data = load_dataset("digits", 0)
+    outcome = train(build_model(BINARY), data.train, data.val, TrainingConfig(epochs=3, batch_size=64),
+                    seed=0, should_stop=stop_after_first)
+    assert outcome.stopped_early and len(outcome.epoch_val_accuracy) == 1
+    assert outcome.steps == -(-len(data.train) // 64)
+    assert seen == [(1, outcome.epoch_val_accuracy)]
+    never = train(build_model(BINARY), data.train, data.val, TrainingConfig(epochs=2, batch_size=64),
+                  seed=0, should_stop=lambda e, c: False)
+    assert not never.stopped_early and len(never.epoch_val_accuracy) == 2
