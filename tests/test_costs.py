@@ -32,12 +32,49 @@ def test_params_and_size_by_hand():
     assert costs.size_bits == 144 + 32 * (594 - 144)
 
 
+# Bits each layer reads (weights at their width + inputs at theirs), by hand:
+# stem 36x32 + 64x32 = 3200; binary conv 144x1 + 256x1 = 400; float conv 288x32 + 256x32 = 17408;
+# fc 80x32 + 8x32 = 2816 (the bias is not counted as traffic).
+MEMORY_BITS = [3200, 400, 17408, 2816]
+
+
+def test_memory_traffic_by_hand():
+    assert [layer.memory_bits for layer in genotype_costs(HAND).layers] == MEMORY_BITS
+
+
 def test_energy_by_hand():
     costs = genotype_costs(HAND)
     energy = estimate_energy(costs)
-    fp32_mac, binary_mac = 3.7 + 0.9, (0.2 + 0.03) / 64
-    assert energy.total_uj == pytest.approx((6992 * fp32_mac + 9216 * binary_mac) / 1e6)
-    assert energy.source.startswith("analytic:horowitz45nm")
+    fp32_mac, binary_mac, sram_word = 3.7 + 0.9, (0.2 + 0.03) / 64, 5.0  # Horowitz 45 nm, pJ
+    compute_pj = 6992 * fp32_mac + 9216 * binary_mac
+    memory_pj = sum(MEMORY_BITS) / 32 * sram_word  # every working set fits the 256 KiB buffer
+    assert energy.compute_uj == pytest.approx(compute_pj / 1e6)
+    assert energy.memory_uj == pytest.approx(memory_pj / 1e6)
+    assert energy.total_uj == pytest.approx((compute_pj + memory_pj) / 1e6)
+    assert sum(energy.by_layer_pj) == pytest.approx(compute_pj + memory_pj)
+    assert energy.source.startswith("analytic:horowitz45nm (Horowitz, ISSCC 2014, 45 nm")
+
+
+def test_a_users_profile_file_moves_traffic_to_dram_and_prices_binary_macs(tmp_path):
+    profile = tmp_path / "tiny_buffer.yaml"
+    profile.write_text("name: tiny\nsource: test\nfp32_mac_pj: 1\nint8_mac_pj: 0.5\nbinary_mac_pj: 0.01\n"
+                       "sram_pj_per_word: 1\ndram_pj_per_word: 100\nsram_bytes: 100\n")
+    energy = estimate_energy(genotype_costs(HAND), str(profile))
+    # 100 bytes of buffer: only the binary conv (400 bits = 50 bytes) reads from SRAM.
+    memory_pj = 400 / 32 * 1 + (3200 + 17408 + 2816) / 32 * 100
+    assert energy.memory_uj == pytest.approx(memory_pj / 1e6)
+    assert energy.compute_uj == pytest.approx((6992 * 1 + 9216 * 0.01) / 1e6)
+
+
+def test_unknown_or_broken_profiles_are_one_line_errors(tmp_path):
+    from bitnas.evaluators.energy import EnergyProfileError
+
+    with pytest.raises(EnergyProfileError, match="unknown energy profile 'nope'; known: binary_accelerator_22nm, horowitz45nm"):
+        estimate_energy(genotype_costs(HAND), "nope")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nsource: y\nfp32_mac_pj: -1\n")
+    with pytest.raises(EnergyProfileError, match=r"broken\.yaml: fp32_mac_pj: Input should be greater than 0"):
+        estimate_energy(genotype_costs(HAND), str(broken))
 
 
 def test_binary_layers_are_marked_in_the_table():
