@@ -78,6 +78,9 @@ class SearchConfig(_Section):
     # None keeps the study in <results>/optuna.journal; an Optuna RDB URL (postgresql://...,
     # sqlite:///...) keeps it in that database, where several drivers and tools can reach it.
     storage: str | None = None
+    # None records MLflow runs in <results>/mlflow.db; a tracking URI (an `mlflow server`, e.g.
+    # http://127.0.0.1:5000, whose backend store may be PostgreSQL) records them there instead.
+    tracking_uri: str | None = None
     objectives: tuple[str, ...] = Field(("accuracy", "latency_ms", "energy_uj"), min_length=1, max_length=6)
     # Reference point of the hypervolume, one value per objective, in the objective's own units.
     # It is fixed (not derived from the trials) so that hypervolumes of different runs compare.
@@ -138,6 +141,13 @@ class SearchConfig(_Section):
             raise ValueError("must be an Optuna RDB URL such as postgresql://user@host:5432/db or sqlite:///path.db")
         return value
 
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_uri(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?://|sqlite:///|postgresql(\+\w+)?://|mysql(\+\w+)?://|file:)", value):
+            raise ValueError("must be an MLflow tracking URI such as http://127.0.0.1:5000 or sqlite:///path/mlflow.db")
+        return value
+
     @property
     def results_dir(self) -> Path:
         return Path(self.results)
@@ -146,7 +156,7 @@ class SearchConfig(_Section):
 # Flags that override config keys: flag destination -> dotted key.
 FLAG_KEYS = {"study": "study", "trials": "trials", "epochs": "training.epochs", "workers": "workers",
              "seed": "seed", "results": "results", "storage": "storage", "sampler": "sampler",
-             "ray_address": "ray.address"}
+             "ray_address": "ray.address", "tracking_uri": "tracking_uri"}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

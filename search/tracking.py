@@ -16,18 +16,21 @@ from mlflow.tracking import MlflowClient
 
 ROLE_TAG, STUDY_TAG, TRIAL_TAG = "bitnas.role", "bitnas.study", "bitnas.trial_number"
 PARENT_TAG = "mlflow.parentRunId"
+PARETO_TAG = "pareto"  # "true" on the runs of the current Pareto front, "false" on other completed trials
 DB_NAME, ARTIFACTS_DIR = "mlflow.db", "mlartifacts"
 
 for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def tracking_uri(results: Path) -> str:
-    return f"sqlite:///{(results / DB_NAME).resolve()}"
+def tracking_uri(results: Path, configured: str | None = None) -> str:
+    """The configured tracking URI (an `mlflow server`, e.g. http://127.0.0.1:5000), else the
+    results directory's own sqlite store."""
+    return configured or f"sqlite:///{(results / DB_NAME).resolve()}"
 
 
 def ui_command(results: Path) -> str:
-    return f"mlflow ui --backend-store-uri {tracking_uri(results)} --host 127.0.0.1 --port 5000"
+    return f"bitnas ui --results {results}   (or: mlflow ui --backend-store-uri {tracking_uri(results)} --host 127.0.0.1 --port 5000)"
 
 
 def _flatten(prefix: str, value: object) -> Iterable[tuple[str, str]]:
@@ -50,11 +53,16 @@ class StudyTracker:
     """Owns the study's MLflow experiment and runs; used by the driver only."""
 
     def __init__(self, results: Path, study: str, config: dict, objective_names: list[str]):
-        self.client = MlflowClient(tracking_uri(results))
+        self.uri = tracking_uri(results, config.get("tracking_uri"))
+        self.client = MlflowClient(self.uri)
         self.study = study
+        self._pareto_tags: dict[int, str] | None = None  # trial number -> its run's `pareto` tag, as last set
+        self._trial_runs: dict[int, str] = {}
         experiment = self.client.get_experiment_by_name(study)
         if experiment is None:
-            location = (results / ARTIFACTS_DIR).resolve().as_uri()
+            # A tracking server keeps artefacts where it is configured to; the embedded store
+            # keeps them next to its database.
+            location = None if config.get("tracking_uri") else (results / ARTIFACTS_DIR).resolve().as_uri()
             self.experiment_id = self.client.create_experiment(study, artifact_location=location,
                                                                tags={STUDY_TAG: study})
         else:
@@ -88,7 +96,7 @@ class StudyTracker:
             ).info.run_id
         existing = self.client.get_run(run_id).data.params
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items() if k not in existing])
-        self._log_files(run_id, {"genotype.json": genotype_json})
+        self._log_files(run_id, {"genotype.json": genotype_json, "genotype.txt": genotype_short + "\n"})
         return run_id
 
     def finish_trial(self, number: int, *, status: str, metrics: dict[str, float] | None = None,
@@ -129,6 +137,38 @@ class StudyTracker:
             Metric("hypervolume", hypervolume, 0, completed), Metric("pareto_size", float(pareto_size), 0, completed),
             Metric("completed_trials", float(completed), 0, completed)])
         self.client.log_artifacts(self.parent_id, str(folder))
+
+    def set_pareto_tags(self, front: set[int], completed: set[int]) -> None:
+        """Keep the tag `pareto` (true/false) of every completed trial's run equal to its place in
+        the current front, so the MLflow search box finds the front with `tags.pareto = "true"`.
+        Only runs whose membership changed are written."""
+        if self._pareto_tags is None:
+            self._pareto_tags = {}
+            for run in self._all_trial_runs():
+                number = int(run.data.tags[TRIAL_TAG])
+                self._trial_runs[number] = run.info.run_id
+                if PARETO_TAG in run.data.tags:
+                    self._pareto_tags[number] = run.data.tags[PARETO_TAG]
+        for number in sorted(completed):
+            wanted = "true" if number in front else "false"
+            if self._pareto_tags.get(number) == wanted:
+                continue
+            run_id = self._trial_runs.get(number) or find_trial_run_id(self.client, self.experiment_id, number)
+            if run_id is None:
+                continue
+            self._trial_runs[number] = run_id
+            self.client.set_tag(run_id, PARETO_TAG, wanted)
+            self._pareto_tags[number] = wanted
+
+    def _all_trial_runs(self) -> list:
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'", max_results=1000,
+                                           page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
 
     def set_study_tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.parent_id, tags=[RunTag(k, v) for k, v in tags.items()])

@@ -8,6 +8,7 @@ the study calls COMPLETE always has them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import optuna
@@ -39,6 +40,30 @@ class TrialInFlight:
     attempt: int
 
 
+def search_tags(genotype: Genotype, config: SearchConfig) -> dict[str, str]:
+    """Tags that make the MLflow search box useful: `tags.blocks LIKE '%reactnet%'`,
+    `tags.weight_bits = '1'`, `tags.target = 'cpu'`, `tags.sampler = 'tpe'`."""
+    stages = genotype.stages
+    return {"blocks": ",".join(sorted({s.block for s in stages})),
+            "weight_bits": ",".join(str(b) for b in sorted({s.weight_bits for s in stages})),
+            "activation_bits": ",".join(str(b) for b in sorted({s.activation_bits for s in stages})),
+            "binary": "true" if any(s.weight_bits == 1 and s.activation_bits == 1 for s in stages) else "false",
+            "target": config.latency.target, "sampler": config.sampler, "dataset": config.dataset}
+
+
+def energy_breakdown(result) -> str:
+    """Where a trial's energy goes: total, source, and the share of each kind of layer and bit width."""
+    by_kind: dict[str, float] = {}
+    for row in result.cost_rows:
+        key = f"{row.get('kind', '?')} w{row.get('weight_bits', '?')}/a{row.get('input_bits', '?')}"
+        by_kind[key] = by_kind.get(key, 0.0) + float(row.get("energy_pj", 0.0))
+    total_pj = sum(by_kind.values())
+    return json.dumps({"energy_uj": result.metrics.get("energy_uj"), "source": result.energy_source,
+                       "by_layer_kind_and_bits_pj": dict(sorted(by_kind.items(), key=lambda kv: -kv[1])),
+                       "share": {k: (v / total_pj if total_pj else 0.0) for k, v in by_kind.items()},
+                       "per_layer": "costs.csv, column energy_pj"}, indent=2)
+
+
 class TrialRecorder:
     def __init__(self, study: optuna.Study, tracker: StudyTracker, objectives: list[Objective], config: SearchConfig):
         self.study, self.tracker, self.objectives, self.config = study, tracker, objectives, config
@@ -51,7 +76,7 @@ class TrialRecorder:
         trial.set_user_attr("attempt", item.attempt)
         self.tracker.start_trial(trial.number, params=item.params, genotype_json=genotype.to_json(indent=2),
                                  genotype_short=genotype.short(), genotype_hash=genotype.hash(),
-                                 tags={"bitnas.attempt": str(item.attempt)})
+                                 tags={"bitnas.attempt": str(item.attempt), **search_tags(genotype, self.config)})
 
     def values(self, metrics: dict[str, float]) -> list[float]:
         return [metrics[o.metric] for o in self.objectives]
@@ -74,7 +99,8 @@ class TrialRecorder:
         self.tracker.finish_trial(
             item.trial.number, status="FINISHED", metrics=result.metrics, epoch_accuracy=result.epoch_val_accuracy,
             files={"weights.safetensors": result.weights, "costs.csv": pd.DataFrame(result.cost_rows).to_csv(index=False),
-                   "latency.json": pd.Series(result.latency).to_json(indent=2)},
+                   "latency.json": pd.Series(result.latency).to_json(indent=2),
+                   "energy.json": energy_breakdown(result)},
             tags={"bitnas.node": result.node},
         )
         self._tell_complete(item.trial, result.metrics)

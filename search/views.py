@@ -1,5 +1,7 @@
-"""The study run's views in MLflow: pareto.csv, trials.csv, the hypervolume over completed trials,
-and (at most every PLOT_INTERVAL_S, and at the end) the Pareto plots."""
+"""The study run's views in MLflow: pareto.csv, trials.csv, references.csv, the hypervolume metric
+over completed trials, the `pareto` tag of every trial run, and (at most every PLOT_INTERVAL_S, and
+at the end) the plots: pareto.png / pareto.html, pairwise.png (three or more objectives),
+hypervolume.png and parallel.html (design choices against objectives)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,38 @@ import pandas as pd
 
 from .config import SearchConfig
 from .objectives import Objective
-from .plots import write_pareto_html, write_pareto_png
+from .pareto import hypervolume, pareto_indices
+from .plots import write_hypervolume_png, write_pairwise_png, write_parallel_html, write_pareto_html, write_pareto_png
 from .references import reference_frame
 from .report import front_hypervolume, trials_frame
 from .tracking import StudyTracker
 
 PLOT_INTERVAL_S = 20.0  # plots are the slow part of a refresh; csv and metrics refresh every trial
+
+
+def hypervolume_curve(frame: pd.DataFrame, objectives: list[Objective], reference: dict[str, float]) -> pd.DataFrame:
+    """Hypervolume of the feasible front after each completed trial, in trial-number order."""
+    ordered = frame.sort_values("trial")
+    bound = [o.minimised(reference[o.name]) for o in objectives]
+    front: list[list[float]] = []
+    volume, rows = 0.0, []
+    for completed, (_, row) in enumerate(ordered.iterrows(), 1):
+        if row["feasible"] and pd.isna(row["duplicate_of"]):
+            point = [o.minimised(row[o.name]) for o in objectives]
+            candidates = front + [point]
+            kept = [candidates[i] for i in pareto_indices(candidates)]
+            if kept != front:
+                front = kept
+                volume = hypervolume(front, bound)
+        rows.append({"completed": completed, "trial": int(row["trial"]), "hypervolume": volume})
+    return pd.DataFrame(rows, columns=["completed", "trial", "hypervolume"])
+
+
+def params_frame(study: optuna.Study) -> pd.DataFrame:
+    """The design choices (Optuna parameters) of each completed trial."""
+    rows = [{"trial": t.number, **t.params}
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["trial"])
 
 
 class StudyViews:
@@ -30,6 +58,8 @@ class StudyViews:
         frame = trials_frame(self.study, self.objectives)
         volume = front_hypervolume(frame, self.objectives, self.config.hypervolume_reference)
         self.references = reference_frame(self.study, self.objectives, frame)
+        self.tracker.set_pareto_tags({int(n) for n in frame.loc[frame["pareto"], "trial"]},
+                                     {int(n) for n in frame["trial"]})
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
             frame[frame["pareto"]].to_csv(folder / "pareto.csv", index=False)
@@ -38,10 +68,19 @@ class StudyViews:
                 self.references.to_csv(folder / "references.csv", index=False)
             now = time.monotonic()
             if len(frame) and (final or now - self.last_plot >= PLOT_INTERVAL_S):
-                title = f"bitnas study {self.config.study}: {len(frame)} trials"
-                write_pareto_png(frame, self.objectives, folder / "pareto.png", title, self.references)
-                write_pareto_html(frame, self.objectives, folder / "pareto.html", title, self.references)
+                self._plots(frame, folder)
                 self.last_plot = now
             self.tracker.log_study_views(folder, hypervolume=volume, pareto_size=int(frame["pareto"].sum()),
                                          completed=len(frame))
         return frame, volume
+
+    def _plots(self, frame: pd.DataFrame, folder: Path) -> None:
+        title = f"bitnas study {self.config.study}: {len(frame)} trials"
+        write_pareto_png(frame, self.objectives, folder / "pareto.png", title, self.references)
+        write_pareto_html(frame, self.objectives, folder / "pareto.html", title, self.references)
+        if len(self.objectives) >= 3:
+            write_pairwise_png(frame, self.objectives, folder / "pairwise.png", title, self.references)
+        curve = hypervolume_curve(frame, self.objectives, self.config.hypervolume_reference)
+        curve.to_csv(folder / "hypervolume.csv", index=False)
+        write_hypervolume_png(curve, folder / "hypervolume.png", f"bitnas study {self.config.study}: hypervolume")
+        write_parallel_html(frame, params_frame(self.study), self.objectives, folder / "parallel.html", title)

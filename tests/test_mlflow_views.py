@@ -1,0 +1,143 @@
+"""The MLflow record of a search, read back through MlflowClient after a normal run and after a
+resumed one: one study run, one run per trial (never two), tags the search box can use (`pareto`
+kept current, blocks, bits, target, sampler), per-epoch metrics with steps, the artefacts of each
+trial and the study's views.
+
+`searched_study` runs one small real search per test session; other test modules reuse it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from bitnas.search.tracking import tracking_uri
+
+STUDY = "views"
+TINY_SPACE = {"blocks": ["float", "binary"], "kernels": [3], "stem_widths": [4, 8],
+              "stages": [{"stride": 1, "widths": [4, 8], "depths": [1]}, {"stride": 2, "widths": [8, 16], "depths": [1]}]}
+TRIAL_ARTEFACTS = {"genotype.json", "genotype.txt", "costs.csv", "latency.json", "energy.json", "weights.safetensors"}
+STUDY_VIEWS = {"pareto.csv", "trials.csv", "pareto.png", "pareto.html", "pairwise.png", "hypervolume.png",
+               "hypervolume.csv", "parallel.html", "config.json"}
+_SEARCHED: dict[str, Path] = {}
+
+
+def write_config(folder: Path, **overrides) -> Path:
+    config = {"dataset": "digits", "workers": 2, "references": [], "seed": 3, "sampler": "random",
+              "training": {"epochs": 0.5, "batch_size": 32}, "space": TINY_SPACE, **overrides}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_search(config: Path, results: Path, trials: int, study: str = STUDY) -> subprocess.CompletedProcess:
+    done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(results), "--study", study,
+                           "--trials", str(trials)], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+def searched_study(tmp_path_factory) -> Path:
+    """A results directory holding study `views` with 3 completed trials (made once per session)."""
+    key = str(tmp_path_factory.getbasetemp())
+    if key not in _SEARCHED:
+        folder = tmp_path_factory.mktemp("searched")
+        run_search(write_config(folder), folder / "results", 3)
+        _SEARCHED[key] = folder / "results"
+    return _SEARCHED[key]
+
+
+def runs_of(results: Path, study: str = STUDY):
+    client = MlflowClient(tracking_uri(results))
+    experiment = client.get_experiment_by_name(study)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    return (client, experiment, [r for r in runs if r.data.tags.get("bitnas.role") == "study"],
+            [r for r in runs if r.data.tags.get("bitnas.role") == "trial"])
+
+
+def study_file(client: MlflowClient, run_id: str, name: str, into: Path) -> Path:
+    return Path(client.download_artifacts(run_id, name, str(into)))
+
+
+def check_structure(results: Path, completed: int, scratch: Path) -> None:
+    client, experiment, parents, trials = runs_of(results)
+    assert len(parents) == 1, "one study run, found again on resume"
+    parent = parents[0]
+    numbers = [int(r.data.tags["bitnas.trial_number"]) for r in trials]
+    assert sorted(numbers) == list(range(completed)), "one run per trial number, never two"
+    assert STUDY_VIEWS <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    history = client.get_metric_history(parent.info.run_id, "hypervolume")
+    assert max(m.step for m in history) == completed
+
+    pareto = pd.read_csv(study_file(client, parent.info.run_id, "pareto.csv", scratch))
+    front = {int(n) for n in pareto["trial"]}
+    assert front, "a study with completed trials has a non-empty front"
+    for run in trials:
+        tags, number = run.data.tags, int(run.data.tags["bitnas.trial_number"])
+        assert run.info.status == "FINISHED"
+        assert tags["pareto"] == ("true" if number in front else "false")
+        assert tags["target"] == "cpu" and tags["sampler"] == "random" and tags["dataset"] == "digits"
+        assert set(tags["blocks"].split(",")) <= {"float", "binary"}
+        assert set(tags["weight_bits"].split(",")) <= {"1", "32"}
+        # A duplicate reuses an identical network's result (and its artefacts): it keeps the genotype.
+        expected = {"genotype.json", "genotype.txt"} if "bitnas.duplicate_of" in tags else TRIAL_ARTEFACTS
+        assert expected <= {a.path for a in client.list_artifacts(run.info.run_id)}
+        if "bitnas.duplicate_of" not in tags:
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy_epoch")]
+            assert steps and steps == list(range(1, len(steps) + 1))
+        assert {"stem_width", "s0_block", "s1_width"} <= set(run.data.params)
+    # The search box finds exactly the front.
+    found = client.search_runs([experiment.experiment_id], "tags.pareto = 'true'", max_results=1000)
+    assert {int(r.data.tags["bitnas.trial_number"]) for r in found} == front
+
+    one = next(r.info.run_id for r in trials if "bitnas.duplicate_of" not in r.data.tags)
+    costs = pd.read_csv(study_file(client, one, "costs.csv", scratch))
+    assert {"name", "kind", "macs", "weight_bits", "input_bits", "energy_pj"} <= set(costs.columns)
+    energy = json.loads(study_file(client, one, "energy.json", scratch).read_text())
+    assert energy["source"].startswith("analytic") and energy["energy_uj"] > 0
+    assert abs(sum(energy["by_layer_kind_and_bits_pj"].values()) / 1e6 - energy["energy_uj"]) < 1e-6 * energy["energy_uj"] + 1e-12
+    latency = json.loads(study_file(client, one, "latency.json", scratch).read_text())
+    assert {"target", "engine", "cpu", "threads", "runs"} <= set(latency)
+
+
+def test_structure_after_a_search_and_after_resuming_it(tmp_path_factory, tmp_path):
+    results = searched_study(tmp_path_factory)
+    check_structure(results, 3, tmp_path / "first")
+    _, _, _, before = runs_of(results)
+    params_before = {r.info.run_id: dict(r.data.params) for r in before}
+
+    run_search(write_config(tmp_path), results, 4)
+    check_structure(results, 4, tmp_path / "resumed")
+    _, _, _, after = runs_of(results)
+    for run in after:  # params of earlier trials logged once, unchanged by the resume
+        if run.info.run_id in params_before:
+            assert dict(run.data.params) == params_before[run.info.run_id]
+
+
+def test_study_views_show_genotypes_grey_infeasible_trials_and_name_choices(tmp_path_factory, tmp_path):
+    from bitnas.search.objectives import objectives_for
+    from bitnas.search.plots import write_pareto_html
+
+    results = searched_study(tmp_path_factory)
+    client, _, parents, _ = runs_of(results)
+    parent = parents[0].info.run_id
+    trials = pd.read_csv(study_file(client, parent, "trials.csv", tmp_path))
+    html = study_file(client, parent, "pareto.html", tmp_path).read_text()
+    for _, row in trials.iterrows():  # hover text: each network's stages and its metrics
+        assert row["genotype"].split(" | ")[1] in html and f"trial {int(row['trial'])}" in html
+    parallel = study_file(client, parent, "parallel.html", tmp_path).read_text()
+    assert "parcoords" in parallel and "s0_block" in parallel
+
+    # A trial over a budget is drawn apart, in grey, with the budget it breaks.
+    trials["feasible"] = [False] + [True] * (len(trials) - 1)
+    trials["violates"] = ["max_latency_ms"] + [""] * (len(trials) - 1)
+    trials["pareto"] = [False] + list(trials["pareto"][1:])
+    write_pareto_html(trials, objectives_for(["accuracy", "latency_ms", "energy_uj"]), tmp_path / "p.html", "t")
+    text = (tmp_path / "p.html").read_text()
+    assert "infeasible (over a budget)" in text and "INFEASIBLE (max_latency_ms)" in text
