@@ -35,6 +35,49 @@ class TrainingSection(_Section):
     epochs: float = Field(2.0, gt=0, le=1000)
     batch_size: int = Field(32, ge=1, le=65536)
     lr: float = Field(5e-3, gt=0, le=10)
+    # auto: the binary recipe (Adam, no decay, latent weights clipped) for networks with quantized
+    # layers, the standard one (AdamW with decay) for full-precision ones (evaluators/train.py).
+    recipe: Literal["auto", "binary", "standard"] = "auto"
+    warmup_epochs: float = Field(0.1, ge=0, le=100)
+    weight_decay: float = Field(5e-5, ge=0, le=1)
+    grad_clip: float = Field(5.0, ge=0, le=1e6)
+    latent_clip: float = Field(1.0, gt=0, le=1e6)
+    augment: Literal["none", "shift", "shift_flip"] = "none"
+    # Distil every trial from a full-precision teacher trained once per (dataset, seed) and cached
+    # under <results>/teachers/ (ReActNet's distributional loss).
+    distill: bool = False
+    distill_alpha: float = Field(1.0, ge=0, le=1)
+    teacher_epochs: float = Field(5.0, gt=0, le=1000)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class DataSection(_Section):
+    """How images are read: resized to `image_size` (null keeps their size) and normalised."""
+
+    image_size: int | None = Field(None, ge=4, le=1024)
+    normalise: Literal["per_channel", "none"] = "per_channel"
+
+
+class EarlyStoppingSection(_Section):
+    """Stop a trial whose validation accuracy after an epoch is below the `percentile` of finished
+    trials' accuracy after the same epoch (evaluators/early_stopping.py). Stopped trials are kept
+    off the Pareto front."""
+
+    enabled: bool = True
+    grace_epochs: int = Field(1, ge=1, le=1000)
+    min_trials: int = Field(4, ge=1, le=100_000)
+    percentile: float = Field(50.0, gt=0, lt=100)
+
+
+class ProxiesSection(_Section):
+    """Zero-cost proxies computed at initialisation (evaluators/proxies.py). With `prefilter`, a
+    trial whose proxy ranks in the bottom `bottom_fraction` of the trials scored so far is not
+    trained (it is recorded as pruned) once `min_trials` have been scored."""
+
+    prefilter: bool = False
+    proxy: Literal["naswot", "synflow", "grad_norm", "params", "bops"] = "naswot"
+    bottom_fraction: float = Field(0.5, gt=0, lt=1)
+    min_trials: int = Field(10, ge=1, le=100_000)
 
 
 class LatencySection(_Section):
@@ -73,7 +116,12 @@ class SearchConfig(_Section):
     workers: int = Field(2, ge=1, le=1024)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     results: str = "results"
-    dataset: Literal["mnist5k", "digits"] = "mnist5k"
+    dataset: Literal["mnist5k", "digits", "cifar10", "imagefolder"] = "mnist5k"
+    # The directory cifar10 (python-pickle batches) or imagefolder (one folder per class) reads.
+    data_dir: str | None = None
+    data: DataSection = Field(default_factory=DataSection)
+    early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
+    proxies: ProxiesSection = Field(default_factory=ProxiesSection)
     sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
     # None keeps the study in <results>/optuna.journal; an Optuna RDB URL (postgresql://...,
     # sqlite:///...) keeps it in that database, where several drivers and tools can reach it.
@@ -133,6 +181,12 @@ class SearchConfig(_Section):
         if unknown:
             raise ValueError(f"unknown reference {unknown[0]!r}; known: {', '.join(SMALL_BASELINES)}")
         return value
+
+    @model_validator(mode="after")
+    def _data_dir_for_local_datasets(self) -> SearchConfig:
+        if self.dataset in ("cifar10", "imagefolder") and not self.data_dir:
+            raise ValueError(f"dataset {self.dataset} needs data_dir (the directory to read it from)")
+        return self
 
     @field_validator("storage")
     @classmethod

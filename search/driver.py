@@ -25,7 +25,8 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from bitnas.errors import RunFailed
-from bitnas.evaluators import EvalRequest, LatencyConfig, TrainingConfig, load_dataset
+from bitnas.evaluators import (DataOptions, EarlyStoppingRule, EvalRequest, LatencyConfig, Teacher, TrainingConfig,
+                               load_dataset, load_or_train_teacher)
 
 from .config import ConfigError, SearchConfig
 from .interrupts import Interrupts
@@ -116,9 +117,35 @@ def _recover_interrupted_trials(study: optuna.Study, tracker: StudyTracker, reco
             f"marked them failed and queued their networks again")
 
 
-def _request(config: SearchConfig, trial_number: int) -> EvalRequest:
+def _data_options(config: SearchConfig) -> DataOptions:
+    return DataOptions(path=config.data_dir, image_size=config.data.image_size, normalise=config.data.normalise)
+
+
+_TEACHERS: dict[tuple, Teacher] = {}
+
+
+def _teacher(config: SearchConfig) -> Teacher | None:
+    """The distillation teacher, trained once per (dataset, seed) and cached under <results>/teachers/;
+    held here so that every request of this driver carries the same one."""
+    if not config.training.distill:
+        return None
+    key = (str(config.results_dir), config.dataset, config.seed, config.training.teacher_epochs, _data_options(config))
+    if key not in _TEACHERS:
+        _TEACHERS[key] = load_or_train_teacher(config.results_dir, config.dataset, config.seed,
+                                               epochs=config.training.teacher_epochs, options=_data_options(config))
+    return _TEACHERS[key]
+
+
+def _request(config: SearchConfig, trial_number: int, peer_curves: tuple[tuple[float, ...], ...] = ()) -> EvalRequest:
+    """What one evaluation needs. `peer_curves`: per-epoch validation accuracy of the trials finished
+    so far, from which the worker decides to stop early (it never talks to the study)."""
+    early = config.early_stopping
     return EvalRequest(
         dataset=config.dataset, data_seed=config.seed, seed=config.seed * 100_003 + trial_number,
+        data=_data_options(config), teacher=_teacher(config), peer_curves=peer_curves,
+        early_stopping=EarlyStoppingRule(enabled=early.enabled, grace_epochs=early.grace_epochs,
+                                         min_trials=early.min_trials, percentile=early.percentile)
+        if early.enabled and peer_curves else None,
         training=TrainingConfig(**config.training.model_dump()), latency=LatencyConfig(**config.latency.model_dump()),
         energy_profile=config.energy_profile,
     )
@@ -137,6 +164,9 @@ class _SearchLoop:
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         self.known = {t.user_attrs["genotype_hash"]: Reusable(t.number, dict(t.user_attrs)) for t in completed
                       if "genotype_hash" in t.user_attrs and "duplicate_of" not in t.user_attrs}
+        # Learning curves of finished trials, sent with each request for early stopping.
+        self.curves = [tuple(t.user_attrs["epoch_val_accuracy"]) for t in completed
+                       if "epoch_val_accuracy" in t.user_attrs and "duplicate_of" not in t.user_attrs]
         # Counted here rather than read back from the storage each time: the driver is the study's
         # only writer (the lease sees to that), and a database round trip per step adds up.
         self.completed_before = len(completed)
@@ -181,7 +211,7 @@ class _SearchLoop:
             self._dispatch(remote_evaluate, item)
 
     def _dispatch(self, remote_evaluate, item: TrialInFlight) -> None:
-        request = _request(self.config, item.trial.number)
+        request = _request(self.config, item.trial.number, tuple(self.curves))
         self.pending[remote_evaluate.remote(item.genotype.to_json(), request, self.config.plugins)] = item
 
     def _collect(self, runtime: RayRuntime, remote_evaluate, ref) -> None:
@@ -200,6 +230,7 @@ class _SearchLoop:
                     self.waiting[key] = rest
             return
         self.known[key] = self.recorder.success(item, result)
+        self.curves.append(tuple(result.epoch_val_accuracy))
         self._report(item, result.metrics)
         for waiter in self.waiting.pop(key, []):
             self.recorder.duplicate(waiter, self.known[key])
@@ -255,7 +286,7 @@ def _start_ray(config: SearchConfig, tracker: StudyTracker, out: Callable[[str],
 def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> SearchOutcome:
     started = time.monotonic()
     objectives = objectives_for(config.objectives)
-    data = load_dataset(config.dataset, config.seed)
+    data = load_dataset(config.dataset, config.seed, _data_options(config))
     geometry = {"input_size": data.input_size, "in_channels": data.in_channels, "num_classes": data.num_classes}
     config.results_dir.mkdir(parents=True, exist_ok=True)
     study = _open_study(config, objectives, geometry)

@@ -22,14 +22,19 @@ def trials_frame(study: optuna.Study, objectives: list[Objective]) -> pd.DataFra
         broken = violations(trial.user_attrs.get("constraints", {}))
         row = {"trial": trial.number, "feasible": not broken, "violates": ", ".join(broken),
                "duplicate_of": trial.user_attrs.get("duplicate_of"),
+               "stopped_early": bool(trial.user_attrs.get("stopped_early", False)),
                "genotype": trial.user_attrs.get("genotype_short", "")}
         row.update({o.name: value for o, value in zip(objectives, trial.values)})
         row.update({c: metrics[c] for c in COST_COLUMNS if c in metrics})
         rows.append(row)
-    columns = ["trial", *[o.name for o in objectives], *COST_COLUMNS, "feasible", "violates", "duplicate_of", "genotype"]
+    columns = ["trial", *[o.name for o in objectives], *COST_COLUMNS, "feasible", "violates", "duplicate_of",
+               "stopped_early", "genotype"]
     frame = pd.DataFrame(rows, columns=columns)
     # One point per distinct network: duplicates repeat their original's result.
-    candidates = [i for i, row in enumerate(rows) if row["feasible"] and row["duplicate_of"] is None]
+    # Trials stopped early (evaluators/early_stopping.py) trained for fewer epochs: their accuracy is
+    # not comparable, so the front is built from fully trained trials only.
+    candidates = [i for i, row in enumerate(rows)
+                  if row["feasible"] and row["duplicate_of"] is None and not row["stopped_early"]]
     vectors = [[o.minimised(rows[i][o.name]) for o in objectives] for i in candidates]
     front = {candidates[i] for i in pareto_indices(vectors)}
     frame.insert(1, "pareto", [i in front for i in range(len(rows))])

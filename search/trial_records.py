@@ -96,12 +96,18 @@ class TrialRecorder:
             item.trial.set_user_attr(key, value)
         # Time inside the worker, to tell evaluation from orchestration (benchmarks/scaling.py).
         item.trial.set_user_attr("evaluation_seconds", result.seconds)
+        # The learning curve: the driver sends it with later requests, for early stopping.
+        item.trial.set_user_attr("epoch_val_accuracy", list(result.epoch_val_accuracy))
+        if getattr(result, "stopped_early", False):
+            # Its accuracy is from fewer epochs than the others': kept off the Pareto front (report.py).
+            item.trial.set_user_attr("stopped_early", True)
+            shared["stopped_early"] = True
         self.tracker.finish_trial(
             item.trial.number, status="FINISHED", metrics=result.metrics, epoch_accuracy=result.epoch_val_accuracy,
             files={"weights.safetensors": result.weights, "costs.csv": pd.DataFrame(result.cost_rows).to_csv(index=False),
                    "latency.json": pd.Series(result.latency).to_json(indent=2),
                    "energy.json": energy_breakdown(result)},
-            tags={"bitnas.node": result.node},
+            tags={"bitnas.node": result.node, **({"bitnas.stopped_early": "true"} if shared.get("stopped_early") else {})},
         )
         self._tell_complete(item.trial, result.metrics)
         return Reusable(item.trial.number, {**shared, "metrics": result.metrics})
@@ -109,7 +115,7 @@ class TrialRecorder:
     def duplicate(self, item: TrialInFlight, original: Reusable) -> None:
         """The same network was already trained: reuse its result instead of training it again."""
         item.trial.set_user_attr("duplicate_of", original.number)
-        for key in ("latency", "energy_source", "node"):
+        for key in ("latency", "energy_source", "node", "stopped_early"):
             if key in original.user_attrs:
                 item.trial.set_user_attr(key, original.user_attrs[key])
         self.tracker.finish_trial(item.trial.number, status="FINISHED", metrics=original.user_attrs["metrics"],
