@@ -43,6 +43,10 @@ class TrainingConfig:
     grad_clip: float = 5.0              # max gradient norm; 0 turns it off
     latent_clip: float = 1.0            # 1-bit latent weights kept in [-latent_clip, latent_clip] (binary recipe)
     augment: Literal["none", "shift", "shift_flip"] = "none"
+    # Whether the search distils, and how long its teacher trains (the driver reads these and passes
+    # the teacher itself to `train`); kept here so a config's training section maps onto this class.
+    distill: bool = False
+    teacher_epochs: float = 5.0
     distill_alpha: float = 1.0          # with a teacher: alpha * distributional loss + (1 - alpha) * cross-entropy
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
