@@ -45,7 +45,7 @@ def reference_points(epochs: float, objectives, config: SearchConfig) -> dict[st
     data = load_dataset(config.dataset, 0)
     request = EvalRequest(dataset=config.dataset, data_seed=0, seed=0,
                           training=TrainingConfig(**{**config.training.model_dump(), "epochs": epochs}),
-                          latency=LatencyConfig(**config.latency.model_dump()))
+                          latency=LatencyConfig(**config.latency.model_dump(exclude={"resource", "timeout_s"})))
     points = {}
     for name, genotype in small_baselines(input_size=data.input_size, in_channels=data.in_channels,
                                           num_classes=data.num_classes).items():

@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=Path("results/bench/simulated_latency.csv"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    config = LatencyConfig(runs=args.runs, warmup=10, threads=1)
+    config = LatencyConfig(runs=args.runs, warmup=10, threads=1, target="torch-cpu")
     rows = []
     for name, (size, channels, stem, widths) in SHAPES.items():
         models = {block: build_model(network(size, channels, stem, widths, block)) for block in ("float", "binary")}

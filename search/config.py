@@ -87,6 +87,10 @@ class LatencySection(_Section):
     # Where latency is measured: `cpu` is the packed binary engine; `torch-cpu` / `torch-cuda` /
     # `onnxruntime` time the model with binary layers simulated in fp32.
     target: Literal["cpu", "torch-cpu", "torch-cuda", "onnxruntime"] = "cpu"
+    # A Ray custom resource that only the target device's node offers (`ray start --resources
+    # '{"rpi4": 1}'`): trials train wherever Ray places them, and latency is measured on that node.
+    resource: str | None = None
+    timeout_s: float = Field(600.0, gt=0, le=86_400)  # a measurement not done by then fails the trial
 
 
 class RaySection(_Section):
@@ -136,7 +140,11 @@ class SearchConfig(_Section):
         default_factory=lambda: {"accuracy": 0.0, "latency_ms": 10.0, "energy_uj": 100.0})
     training: TrainingSection = Field(default_factory=TrainingSection)
     latency: LatencySection = Field(default_factory=LatencySection)
-    energy_profile: Literal["horowitz45nm"] = "horowitz45nm"
+    # A profile shipped in evaluators/energy_profiles/ by name, or the path of your own YAML profile.
+    energy_profile: str = "horowitz45nm"
+    # auto: measure energy with the CPU package's RAPL counter where one is readable (and say so);
+    # off: always the analytic estimate.
+    energy_meter: Literal["auto", "off"] = "auto"
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     constraints: ConstraintsSection = Field(default_factory=ConstraintsSection)
     ray: RaySection = Field(default_factory=RaySection)
@@ -180,6 +188,14 @@ class SearchConfig(_Section):
         unknown = [name for name in value if name not in BASELINES]
         if unknown:
             raise ValueError(f"unknown reference {unknown[0]!r}; known: {', '.join(SMALL_BASELINES)}")
+        return value
+
+    @field_validator("energy_profile")
+    @classmethod
+    def _energy_profile(cls, value: str) -> str:
+        from bitnas.evaluators.energy import load_profile
+
+        load_profile(value)  # raises a one-line EnergyProfileError naming what is wrong
         return value
 
     @model_validator(mode="after")

@@ -146,8 +146,10 @@ def _request(config: SearchConfig, trial_number: int, peer_curves: tuple[tuple[f
         early_stopping=EarlyStoppingRule(enabled=early.enabled, grace_epochs=early.grace_epochs,
                                          min_trials=early.min_trials, percentile=early.percentile)
         if early.enabled and peer_curves else None,
-        training=TrainingConfig(**config.training.model_dump()), latency=LatencyConfig(**config.latency.model_dump()),
-        energy_profile=config.energy_profile,
+        training=TrainingConfig(**config.training.model_dump()),
+        # where the measurement runs (resource, timeout) is the driver's business, not the worker's
+        latency=LatencyConfig(**config.latency.model_dump(exclude={"resource", "timeout_s"})),
+        energy_profile=config.energy_profile, energy_meter=config.energy_meter,
     )
 
 
@@ -277,7 +279,7 @@ def _start_ray(config: SearchConfig, tracker: StudyTracker, out: Callable[[str],
     try:
         return RayRuntime.start(workers=config.workers, address=config.ray.address,
                                 num_cpus=config.ray.num_cpus_per_trial, num_gpus=config.ray.num_gpus_per_trial,
-                                resources=config.ray.resources, out=out)
+                                resources=config.ray.resources, latency_resource=config.latency.resource, out=out)
     except BaseException:
         tracker.finish("FAILED")
         raise
@@ -313,7 +315,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
                                  time.monotonic() - started, objectives, storage_name, views.references)
         interrupted = False
         runtime = _start_ray(config, tracker, out)
-        remote_evaluate = runtime.remote_evaluate()
+        remote_evaluate = runtime.remote_evaluate(config.latency.timeout_s)
         views.refresh()
         try:
             with Interrupts() as interrupts:

@@ -29,27 +29,73 @@ class RayUnavailable(UserError):
     """The cluster cannot be reached or cannot run the trials as asked."""
 
 
-def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...]):
-    """The Ray task: import the user's plugins, evaluate, and say which Ray node did it."""
+class LatencyNodeMissing(RuntimeError):
+    """No node offering the latency target's resource measured the trial in time."""
+
+
+def _node_name() -> str:
+    import platform
+
+    return f"{platform.node()}/{ray.get_runtime_context().get_node_id()[:12]}"
+
+
+def _measure_on_device(genotype_json: str, weights: bytes, request, plugins: tuple[str, ...]) -> dict:
+    """The nested Ray task that runs on the node offering the target's resource."""
+    import importlib
+
+    from bitnas.evaluators.evaluate import measure_trained
+
+    for name in plugins:
+        importlib.import_module(name)
+    return {**measure_trained(genotype_json, weights, request), "node": _node_name()}
+
+
+def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...], latency_resource: str | None = None,
+                      latency_timeout_s: float = 600.0):
+    """The Ray task: import the user's plugins, evaluate, and say which Ray node did it. With a
+    `latency_resource`, training happens here and the latency is measured by a second task on the
+    node that offers that resource (the target device), within `latency_timeout_s`."""
     import importlib
 
     from bitnas.evaluators import evaluate
 
     for name in plugins:
         importlib.import_module(name)
-    result = evaluate(genotype_json, request)
-    result.node = f"{result.node}/{ray.get_runtime_context().get_node_id()[:12]}"
+    result = evaluate(genotype_json, request, measure_here=latency_resource is None)
+    result.node = _node_name()
+    if latency_resource is not None:
+        task = ray.remote(num_cpus=1, max_retries=0, resources={latency_resource: 1})(_measure_on_device)
+        ref = task.remote(genotype_json, result.weights, request, plugins)
+        try:
+            latency = ray.get(ref, timeout=latency_timeout_s)
+        except ray_errors.GetTimeoutError:
+            ray.cancel(ref, force=True)
+            raise LatencyNodeMissing(f"no node offering resource {latency_resource!r} measured the latency within "
+                                     f"{latency_timeout_s:g} s") from None
+        result.latency = latency
+        result.metrics.update(latency_ms=latency["median_ms"], latency_p90_ms=latency["p90_ms"])
     return result
 
 
+class _Evaluator:
+    """Submits evaluations: `.remote(genotype_json, request, plugins)` -> a Ray object ref."""
+
+    def __init__(self, task, latency_resource: str | None, latency_timeout_s: float):
+        self.task, self.latency_resource, self.latency_timeout_s = task, latency_resource, latency_timeout_s
+
+    def remote(self, genotype_json: str, request, plugins: tuple[str, ...]):
+        return self.task.remote(genotype_json, request, plugins, self.latency_resource, self.latency_timeout_s)
+
+
 class RayRuntime:
-    def __init__(self, owns_ray: bool, task_options: dict):
+    def __init__(self, owns_ray: bool, task_options: dict, latency_resource: str | None = None):
         self.owns_ray = owns_ray
         self.task_options = task_options
+        self.latency_resource = latency_resource
 
     @classmethod
     def start(cls, *, workers: int, address: str | None, num_cpus: float, num_gpus: float,
-              resources: dict[str, float], out: Callable[[str], None]) -> RayRuntime:
+              resources: dict[str, float], out: Callable[[str], None], latency_resource: str | None = None) -> RayRuntime:
         owns = False
         if not ray.is_initialized():
             if address is None:
@@ -67,7 +113,7 @@ class RayRuntime:
                     raise RayUnavailable(f"cannot join the Ray cluster at {address}: "
                                          f"{str(error).strip().splitlines()[0]}") from None
             owns = True
-        runtime = cls(owns, {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": dict(resources)})
+        runtime = cls(owns, {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": dict(resources)}, latency_resource)
         runtime._check_resources()
         return runtime
 
@@ -75,18 +121,22 @@ class RayRuntime:
         """A trial asking for a resource no node offers would wait forever: refuse it now."""
         available = ray.cluster_resources()
         wanted = {"CPU": self.task_options["num_cpus"], "GPU": self.task_options["num_gpus"], **self.task_options["resources"]}
+        if self.latency_resource:
+            wanted[self.latency_resource] = max(wanted.get(self.latency_resource, 0), 1)
         for name, amount in wanted.items():
             if amount and available.get(name, 0) < amount:
                 offered = ", ".join(f"{k}={v:g}" for k, v in sorted(available.items())
                                     if not k.startswith(("node:", "memory", "object_store")))
                 self.shutdown()
-                raise RayUnavailable(f"each trial needs {name}={amount:g} but no node of the Ray cluster offers it "
+                what = "latency is measured on" if name == self.latency_resource else "each trial needs"
+                raise RayUnavailable(f"{what} {name}={amount:g} but no node of the Ray cluster offers it "
                                      f"(the cluster has {offered})")
 
-    def remote_evaluate(self):
+    def remote_evaluate(self, latency_timeout_s: float = 600.0) -> _Evaluator:
         # Ray does not retry on its own: the driver decides, and records each attempt as a trial.
         # The task name is the worker's process title while it runs: `ray::evaluate_trial`.
-        return ray.remote(max_retries=0, name="evaluate_trial", **self.task_options)(_evaluate_on_node)
+        task = ray.remote(max_retries=0, name="evaluate_trial", **self.task_options)(_evaluate_on_node)
+        return _Evaluator(task, self.latency_resource, latency_timeout_s)
 
     @staticmethod
     def wait(refs: list, timeout: float) -> tuple[list, list]:

@@ -94,3 +94,34 @@ def test_trials_run_on_the_node_that_offers_their_resource(tmp_path):
         assert all(address.startswith("127.0.0.1") for address in [cluster.address])
     finally:
         cluster.shutdown()
+
+
+def test_latency_is_measured_on_the_node_that_is_the_target_device(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    try:
+        device = cluster.add_node(num_cpus=1, resources={"device": 1})
+        cluster.wait_for_nodes()
+        config = write_config(tmp_path, workers=2, latency={"resource": "device", "timeout_s": 300})
+        done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(tmp_path / "results"),
+                               "--study", "measured-on-device", "--trials", "2", "--ray-address", cluster.address],
+                              capture_output=True, text=True, timeout=400)
+        assert done.returncode == 0, done.stderr[-3000:]
+        study = optuna.load_study(study_name="measured-on-device", storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(tmp_path / "results" / "optuna.journal"))))
+        trials = study.get_trials(states=(TrialState.COMPLETE,))
+        assert len(trials) == 2
+        for trial in trials:
+            assert trial.user_attrs["latency"]["node"].endswith(device.node_id[:12])
+            assert trial.values[1] == trial.user_attrs["latency"]["median_ms"] > 0
+    finally:
+        cluster.shutdown()
+
+
+def test_a_latency_device_no_node_offers_is_refused_at_once(tmp_path):
+    config = write_config(tmp_path, latency={"resource": "rpi4"})
+    done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(tmp_path / "results"),
+                           "--study", "no-device", "--trials", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "latency is measured on rpi4=1 but no node of the Ray cluster offers it" in done.stderr
