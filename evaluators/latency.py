@@ -103,6 +103,37 @@ def environment(threads: int, engine: str) -> dict:
             "versions": versions, "host": platform.node()}
 
 
+def _current_cpu() -> int | None:
+    """The CPU this process runs on now (field 39 of /proc/self/stat), where Linux says."""
+    try:
+        with open("/proc/self/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[36])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class _PinnedToOneCpu:
+    """For a one-thread measurement, pin the process to the CPU it is on, so the scheduler does
+    not move it mid-measurement; restored afterwards. Does nothing where Linux affinity is absent."""
+
+    def __init__(self, threads: int):
+        self.threads, self.previous, self.pinned = threads, None, None
+
+    def __enter__(self):
+        if self.threads == 1 and hasattr(os, "sched_setaffinity"):
+            cpu = _current_cpu()
+            self.previous = os.sched_getaffinity(0)
+            if cpu is not None and cpu in self.previous:
+                os.sched_setaffinity(0, {cpu})
+                self.pinned = cpu
+        return self
+
+    def __exit__(self, *exc):
+        if self.pinned is not None:
+            os.sched_setaffinity(0, self.previous)
+        return False
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
@@ -193,14 +224,18 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], config:
     was_training = model.training
     model.eval()
     timings: list[float] = []
+    pinning = _PinnedToOneCpu(config.threads)
     try:
         run, engine = TARGETS[config.target](model, tuple(input_shape), config.threads)
-        for _ in range(config.warmup):
+        # Warm up before pinning: thread pools (numba's, torch's) start during the first calls, and
+        # threads created while the process is pinned would share its one CPU and slow it 100x.
+        for _ in range(max(1, config.warmup)):
             run()
-        for _ in range(config.runs):
-            start = time.perf_counter_ns()
-            run()
-            timings.append((time.perf_counter_ns() - start) / 1e6)
+        with pinning:
+            for _ in range(config.runs):
+                start = time.perf_counter_ns()
+                run()
+                timings.append((time.perf_counter_ns() - start) / 1e6)
     finally:
         torch.set_num_threads(previous_threads)
         model.train(was_training)
@@ -208,5 +243,5 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], config:
         median_ms=statistics.median(timings), p90_ms=_percentile(timings, 0.9), min_ms=min(timings),
         runs=config.runs, threads=config.threads, engine=engine, cpu=cpu_model(),
         torch_version=torch.__version__, host=platform.node(), target=config.target,
-        environment=environment(config.threads, engine),
+        environment={**environment(config.threads, engine), "pinned_cpu": pinning.pinned},
     )

@@ -49,3 +49,17 @@ def test_unknown_target_is_a_one_line_error_naming_the_known_ones():
 def test_cuda_target_without_a_device_says_so():
     with pytest.raises(LatencyTargetError, match="needs a CUDA device"):
         measure_latency(build_model(NET), (1, 8, 8), LatencyConfig(target="torch-cuda"))
+
+
+def test_one_thread_measurements_are_pinned_and_the_affinity_restored():
+    import os
+
+    from bitnas.evaluators import LatencyConfig, measure_latency
+    from bitnas.spaces import Genotype, StageSpec, build_model
+
+    before = os.sched_getaffinity(0)
+    genotype = Genotype(input_size=8, in_channels=1, num_classes=10, stem_width=8,
+                        stages=(StageSpec(block="binary", width=16, depth=1, stride=2),))
+    measurement = measure_latency(build_model(genotype), (1, 8, 8), LatencyConfig(runs=30, warmup=0, threads=1))
+    assert measurement.environment["pinned_cpu"] in before
+    assert os.sched_getaffinity(0) == before
