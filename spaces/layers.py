@@ -9,11 +9,9 @@ from torch import nn
 from .quantizers import FullPrecision
 
 
-class QuantConv2d(nn.Conv2d):
-    """`nn.Conv2d` whose input and kernel pass through quantizers first.
-
-    `input_bits` and `weight_bits` come from the quantizers; the cost counter reads them.
-    """
+class _Quantized:
+    """What quantized layers share: an input and a kernel quantizer (full precision when not
+    given) and the bit widths they declare, which the cost counter reads."""
 
     def __init__(self, *args, input_quantizer: nn.Module | None = None,
                  kernel_quantizer: nn.Module | None = None, **kwargs):
@@ -28,27 +26,17 @@ class QuantConv2d(nn.Conv2d):
     @property
     def weight_bits(self) -> int:
         return self.kernel_quantizer.bits
+
+
+class QuantConv2d(_Quantized, nn.Conv2d):
+    """`nn.Conv2d` whose input and kernel pass through quantizers first."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.input_quantizer(x), self.kernel_quantizer(self.weight), self.bias)
 
 
-class QuantLinear(nn.Linear):
+class QuantLinear(_Quantized, nn.Linear):
     """`nn.Linear` whose input and weight pass through quantizers first (8-bit classifiers)."""
-
-    def __init__(self, *args, input_quantizer: nn.Module | None = None,
-                 kernel_quantizer: nn.Module | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.input_quantizer = input_quantizer or FullPrecision()
-        self.kernel_quantizer = kernel_quantizer or FullPrecision()
-
-    @property
-    def input_bits(self) -> int:
-        return self.input_quantizer.bits
-
-    @property
-    def weight_bits(self) -> int:
-        return self.kernel_quantizer.bits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(self.input_quantizer(x), self.kernel_quantizer(self.weight), self.bias)
