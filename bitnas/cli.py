@@ -52,13 +52,44 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default: a journal file under the results directory)")
     search.add_argument("--sampler", help="tpe, nsga2, random or gp")
     search.add_argument("--ray-address", help="join a running Ray cluster (auto or HOST:PORT) instead of starting one")
+    search.add_argument("--tracking-uri", help="record runs in this MLflow tracking server (e.g. http://127.0.0.1:5000) "
+                                               "instead of <results>/mlflow.db")
 
     export = commands.add_parser("export", help="export Pareto-optimal (or chosen) trials as files that run",
                                  description="Write genotype.json, weights.safetensors, model.onnx and a model card.")
     export.add_argument("--study", required=True, help="study name")
     export.add_argument("--results", default="results", help="results directory (default: results)")
     export.add_argument("--trial", type=_integer, help="export this trial number instead of the Pareto front")
+    export.add_argument("--pareto", action="store_true", help="export every feasible Pareto-optimal trial (the default)")
+    export.add_argument("--best", help="export the one best trial by this metric (accuracy, latency_ms, energy_uj, "
+                                       "size_kb, ops, params) among those within the budgets")
+    export.add_argument("--max-latency-ms", type=_number, help="only trials at most this latency")
+    export.add_argument("--max-energy-uj", type=_number, help="only trials at most this energy per inference")
+    export.add_argument("--max-size-kb", type=_number, help="only trials at most this model size")
+    export.add_argument("--min-accuracy", type=_number, help="only trials with at least this validation accuracy")
+    export.add_argument("--epochs", type=_number, help="retrain the chosen network from scratch for this many epochs")
+    export.add_argument("--distill", action="store_true", help="with --epochs: learn from a full-precision teacher")
+    export.add_argument("--register", metavar="NAME", help="register the export in the MLflow model registry as NAME")
+    export.add_argument("--tracking-uri", help="the study's MLflow tracking server, if it is not <results>/mlflow.db")
     export.add_argument("--storage", help="Optuna RDB URL the study lives in (default: the results directory's journal)")
+
+    run = commands.add_parser("run", help="classify an image with an exported packed model",
+                              description="Load MODEL_DIR/model.bitnas.npz (no pickle) and classify an image file.")
+    run.add_argument("model_dir", type=Path, help="an export folder (bitnas export) or its model.bitnas.npz")
+    run.add_argument("--image", type=Path, required=True, help="image file (PNG, JPEG, ...); resized as in training")
+    run.add_argument("--top", type=_integer, default=3, help="classes to list (default: 3)")
+
+    bench = commands.add_parser("bench", help="measure an exported model's latency on this machine",
+                                description="Batch-1 latency of the packed model, torch and onnxruntime, side by side.")
+    bench.add_argument("model_dir", type=Path, help="an export folder (bitnas export)")
+    bench.add_argument("--runs", type=_integer, default=50, help="timed runs after warm-up (default: 50)")
+    bench.add_argument("--threads", type=_integer, default=1, help="threads (default: 1)")
+
+    ui = commands.add_parser("ui", help="open the MLflow UI on a results directory (loopback by default)",
+                             description="Start the MLflow UI for <results>/mlflow.db and print its URL.")
+    ui.add_argument("--results", default="results", help="results directory (default: results)")
+    ui.add_argument("--port", type=_integer, default=5000, help="port (default: 5000)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
 
     costs = commands.add_parser("costs", help="print a network's costs and per-layer table",
                                 description="Params, size, BOPs, FLOPs, OPs, ACE, low-bit MACs and memory traffic "
@@ -76,7 +107,8 @@ def _search(args: argparse.Namespace) -> int:
     from bitnas.search.config import load_config
 
     overrides = {key: getattr(args, key) for key in
-                 ("study", "trials", "epochs", "workers", "seed", "results", "storage", "sampler", "ray_address")}
+                 ("study", "trials", "epochs", "workers", "seed", "results", "storage", "sampler", "ray_address",
+                  "tracking_uri")}
     config = load_config(args.config, overrides)  # raises ConfigError before anything exists
 
     from bitnas.search.driver import run_search, summary_text
@@ -93,12 +125,58 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--study: {args.study!r} is not a valid study name")
     if args.trial is not None and args.trial < 0:
         raise ConfigError(f"--trial: must be >= 0 (got {args.trial})")
-    from bitnas.export import export_study
+    budgets = {key: getattr(args, key) for key in ("max_latency_ms", "max_energy_uj", "max_size_kb", "min_accuracy")
+               if getattr(args, key) is not None}
+    if args.trial is not None and (args.pareto or args.best or budgets):
+        raise ConfigError("--trial names one trial; it cannot be combined with --pareto, --best or budgets")
+    if args.pareto and args.best:
+        raise ConfigError("--pareto exports the whole front and --best one trial: give one of them")
+    if args.epochs is not None and not 0 < args.epochs <= 1000:
+        raise ConfigError(f"--epochs: must be in (0, 1000] (got {args.epochs:g})")
+    if args.distill and args.epochs is None:
+        raise ConfigError("--distill retrains the network: give --epochs too")
+    from bitnas.export import ExportOptions, Selection, export_study
 
-    written = export_study(Path(args.results), args.study, trial_number=args.trial, storage=args.storage)
+    options = ExportOptions(selection=Selection(trial=args.trial, best=args.best, budgets=budgets), epochs=args.epochs,
+                            distill=args.distill, register=args.register, tracking_uri=args.tracking_uri)
+    written = export_study(Path(args.results), args.study, storage=args.storage, options=options)
     for directory in written:
-        print(f"exported {directory}")
+        registered = directory / "registered.json"
+        note = f"  (registered as {args.register})" if registered.is_file() else ""
+        print(f"exported {directory}{note}")
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bitnas.export import classify
+
+    prediction = classify(args.model_dir, args.image, top=max(1, args.top))
+    print(f"{args.image}: class {prediction.label}")
+    for label, probability in prediction.probabilities:
+        print(f"  {label:<12} {probability:.4f}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.runs < 1 or args.threads < 1:
+        from bitnas.search.config import ConfigError
+
+        raise ConfigError("--runs and --threads must be >= 1")
+    from bitnas.export.packed_model import bench, format_bench, write_bench
+
+    result = bench(args.model_dir, runs=args.runs, threads=args.threads)
+    print(format_bench(result))
+    try:
+        print(f"wrote {write_bench(args.model_dir, result)}")
+    except OSError:
+        pass  # a read-only export folder: the table above is the result
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from bitnas.search.ui import serve_ui
+
+    return serve_ui(Path(args.results), host=args.host, port=args.port)
 
 
 def _costs(args: argparse.Namespace) -> int:
@@ -118,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             return _search(args)
         if args.command == "costs":
             return _costs(args)
+        if args.command in ("run", "bench", "ui"):
+            return {"run": _run, "bench": _bench, "ui": _ui}[args.command](args)
         return _export(args)
     except UserError as error:
         print(f"bitnas: error: {error}", file=sys.stderr)

@@ -19,9 +19,10 @@ from bitnas.spaces import Genotype, build_model, count_costs
 from .data import DataOptions, load_dataset
 from .distill import Teacher
 from .early_stopping import EarlyStoppingRule
+from .proxies import ProxyPrefilter
 from .energy import estimate_energy
 from .latency import LatencyConfig, measure_latency
-from .train import TrainingConfig, train
+from .train import TrainingConfig, TrainingOutcome, accuracy, train
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class EvalRequest:
     teacher: Teacher | None = None                         # distil from this full-precision network
     early_stopping: EarlyStoppingRule | None = None
     peer_curves: tuple[tuple[float, ...], ...] = ()        # per-epoch val accuracy of finished trials
+    prefilter: ProxyPrefilter | None = None                # zero-cost proxy: score, and skip training below its threshold
 
 
 @dataclass
@@ -71,14 +73,23 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
     model = build_model(genotype)
     stop = request.early_stopping.callback(request.peer_curves) if request.early_stopping else None
     teacher = request.teacher.model() if request.teacher is not None else None
-    outcome = train(model, data.train, data.val, request.training, seed=request.seed, teacher=teacher, should_stop=stop)
+    proxy_metrics, skipped = {}, False
+    if request.prefilter is not None:
+        score = request.prefilter.score(model, data.train, request.seed)
+        proxy_metrics = {f"proxy_{request.prefilter.proxy}": score}
+        skipped = request.prefilter.rejects(score)
+    if skipped:  # ranked among the hopeless by the proxy: not trained, its accuracy is the untrained one
+        outcome = TrainingOutcome(0, 0.0, float("nan"), (), "none", stopped_early=True)
+    else:
+        outcome = train(model, data.train, data.val, request.training, seed=request.seed, teacher=teacher,
+                        should_stop=stop)
     costs = count_costs(model, data.input_shape)
     energy = estimate_energy(costs, request.energy_profile)
     latency = measure_latency(model, data.input_shape, request.latency) if measure_here else None
     measured = (_measured_energy(model, data.input_shape, request)
                 if measure_here and request.energy_meter == "auto" else None)
     metrics = {
-        "val_accuracy": outcome.epoch_val_accuracy[-1],
+        "val_accuracy": outcome.epoch_val_accuracy[-1] if outcome.epoch_val_accuracy else accuracy(model, data.val),
         **({"latency_ms": latency.median_ms, "latency_p90_ms": latency.p90_ms} if latency else {}),
         # Where the hardware has a meter the objective is measured; the analytic split is kept too.
         "energy_uj": measured.per_inference_uj if measured else energy.total_uj,
@@ -91,6 +102,8 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         "final_loss": outcome.final_loss,
         "epochs_trained": float(len(outcome.epoch_val_accuracy)),
         "stopped_early": float(outcome.stopped_early),
+        **proxy_metrics,
+        **({"skipped_by_proxy": 1.0} if skipped else {}),
     }
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     return TrialResult(

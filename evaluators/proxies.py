@@ -19,6 +19,8 @@ All are "higher is better" except that nothing says a bigger network is better: 
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -100,3 +102,22 @@ def compute_proxies(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
             if name in names:
                 scores[name] = float(costs[name])
     return scores
+
+
+@dataclass(frozen=True)
+class ProxyPrefilter:
+    """Skip training for a network whose proxy scores below `threshold` (the driver sets it to the
+    `bottom_fraction` quantile of earlier trials' scores; None: score only, never skip)."""
+
+    proxy: str = "naswot"
+    threshold: float | None = None
+    batch: int = 64
+
+    def score(self, model: nn.Module, split, seed: int) -> float:
+        """The proxy on a seeded batch of `split`, computed on a copy (the model's BN statistics and
+        weights stay as they were)."""
+        order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:self.batch]
+        return compute_proxies(copy.deepcopy(model), split.images[order], split.labels[order], (self.proxy,))[self.proxy]
+
+    def rejects(self, score: float) -> bool:
+        return self.threshold is not None and math.isfinite(score) and score < self.threshold

@@ -1,4 +1,5 @@
-"""The exported model's README.md: what it is, how well it does, what it costs, how to run it."""
+"""The exported model's README.md: what it is, how it was chosen, how well it does, what it costs
+(per layer, with energy), where its latency was measured, and how to run each file."""
 
 from __future__ import annotations
 
@@ -7,23 +8,64 @@ from pathlib import Path
 import optuna
 
 from bitnas.evaluators import Dataset
+from bitnas.evaluators.energy import estimate_energy
 from bitnas.spaces import Genotype, genotype_costs
+
+from .packed_model import PACKED_FILE
+
+
+def _latency_section(latency: dict, energy_source: str) -> str:
+    env = latency.get("environment") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in sorted((env.get("versions") or {}).items()))
+    flags = ", ".join(env.get("cpu_flags") or []) or "unknown"
+    return (f"Latency was measured on target `{latency.get('target', 'torch-cpu')}` with "
+            f"`{latency.get('engine', 'unknown')}`: batch 1, {latency.get('threads', '?')} thread(s), median of "
+            f"{latency.get('runs', '?')} runs after warm-up.\n\n"
+            f"| environment | |\n|---|---|\n| CPU | {latency.get('cpu', 'unknown')} |\n| SIMD flags | {flags} |\n"
+            f"| logical CPUs / affinity | {env.get('logical_cpus', '?')} / {env.get('cpu_affinity', '?')} |\n"
+            f"| host | {latency.get('host', '?')} |\n| libraries | {versions or latency.get('torch_version', '?')} |\n\n"
+            f"Energy source: `{energy_source}`. An analytic estimate is, per layer, its multiply-accumulates times "
+            "the energy of one MAC at the layer's bit widths (default profile: Horowitz, ISSCC 2014, 45 nm: 4.6 pJ "
+            "per fp32 MAC, 0.23 pJ per int8 MAC, scaled by weight x activation bits below 8) plus its memory "
+            "traffic as the profile prices it; the layer table below shows it per layer. Run `bitnas bench .` to "
+            "measure this model's latency on your machine.")
 
 
 def write_model_card(path: Path, *, study: optuna.Study, trial: optuna.trial.FrozenTrial, genotype: Genotype,
-                     metrics: dict, dataset: Dataset, onnx_check) -> None:
+                     metrics: dict, dataset: Dataset, onnx_check, packed_check: dict | None = None,
+                     retrained: dict | None = None, selection: str = "") -> None:
     costs = genotype_costs(genotype)
+    energy = estimate_energy(costs)
     latency = trial.user_attrs.get("latency", {})
+    energy_source = trial.user_attrs.get("energy_source", energy.source)
     binary_macs = costs.bops
-    all_macs = sum(layer.macs for layer in costs.layers)
+    all_macs = sum(layer.macs for layer in costs.layers) or 1
     layers = "\n".join(
-        f"| {l.name} | {l.kind}{f' {l.kernel}x{l.kernel}' if l.kernel else ''} | {'x'.join(map(str, l.out_shape))} | w{l.weight_bits}/a{l.input_bits} "
-        f"| {l.macs:,} | {l.params:,} |" for l in costs.layers)
+        f"| {l.name} | {l.kind}{f' {l.kernel}x{l.kernel}' if l.kernel else ''} | {'x'.join(map(str, l.out_shape))} "
+        f"| w{l.weight_bits}/a{l.input_bits} | {l.macs:,} | {l.params:,} | {pj / 1e3:.3f} |"
+        for l, pj in zip(costs.layers, energy.by_layer_pj))
+    duplicate = trial.user_attrs.get("duplicate_of")
+    retrain_line = ""
+    if retrained:
+        retrain_line = (f"\nRetrained from scratch for {retrained['epochs']:g} epochs after the search"
+                        f"{' (' + retrained['distilled'] + ')' if retrained.get('distilled') else ''}: validation "
+                        f"accuracy {retrained['val_accuracy']:.4f}; the search's figures below are for its short "
+                        "training.\n")
+    packed = ""
+    if packed_check:
+        packed = (f"- `{PACKED_FILE}`: the packed binary engine model (binary convolutions as 64-bit sign words, "
+                  f"{packed_check['packed_share']:.0%} of engine steps packed), a numpy archive that loads with "
+                  f"`allow_pickle=False` ({packed_check['bytes']:,} bytes). Loaded back and checked against torch on "
+                  f"{packed_check['images']} test images: same class on {packed_check['same_class']}, max |logit "
+                  f"difference| {packed_check['max_abs_diff']:.2g}.\n")
     text = f"""# bitnas model: study `{study.study_name}`, trial {trial.number}
 
 `{genotype.short()}`
 
-Genotype hash `{genotype.hash()}`. {binary_macs / all_macs:.0%} of multiply-accumulates are binary (1-bit weights and activations).
+Genotype hash `{genotype.hash()}`. {binary_macs / all_macs:.0%} of multiply-accumulates are binary (1-bit weights and
+activations). Export selection: {selection or 'the Pareto front'}{f'; the search reused trial {duplicate} (the same network)' if duplicate is not None else ''}.
+{retrain_line}
+![Pareto front of the study, this network marked](pareto.png)
 
 ## Metrics
 
@@ -37,16 +79,14 @@ Genotype hash `{genotype.hash()}`. {binary_macs / all_macs:.0%} of multiply-accu
 | model size (each weight at its bit width) | {costs.size_kb:.1f} KiB |
 | BOPs / FLOPs / OPs | {costs.bops:.4g} / {costs.flops:.4g} / {costs.ops:.4g} |
 
-Latency was measured on target `{latency.get('target', 'torch-cpu')}` with `{latency.get('engine', 'unknown')}`
-on {latency.get('cpu', 'unknown CPU')} ({latency.get('threads', '?')} thread(s), median of {latency.get('runs', '?')} runs,
-torch {latency.get('torch_version', '?')}).
-Energy is {trial.user_attrs.get('energy_source', 'analytic')}: MACs per layer times Horowitz (ISSCC 2014, 45 nm)
-energy per MAC at the layer's bit widths; memory traffic is not included.
+## Where the figures come from
+
+{_latency_section(latency, energy_source)}
 
 ## Layers
 
-| layer | kind | output | bits (weight/activation) | MACs | params |
-|---|---|---|---|---|---|
+| layer | kind | output | bits (weight/activation) | MACs | params | energy (nJ) |
+|---|---|---|---|---|---|---|
 {layers}
 
 ## Files
@@ -55,6 +95,12 @@ energy per MAC at the layer's bit widths; memory traffic is not included.
 - `weights.safetensors`: the trained weights (latent full-precision weights; binarised in the forward pass).
 - `model.onnx`: input `image` (N x {dataset.in_channels} x {dataset.input_size} x {dataset.input_size}, normalised as in training), output `logits`.
   Checked in onnxruntime on {onnx_check.images} test images: same class on {onnx_check.same_class}, max |logit difference| {onnx_check.max_abs_diff:.2g}.
+{packed}- `metrics.json`, `latency.json`: the search's figures and the latency environment; `pareto.png`: the study's front.
+
+```bash
+bitnas run . --image digit.png     # classify an image with the packed model (resized, normalised as in training)
+bitnas bench .                     # latency of the packed model, torch and onnxruntime on this machine
+```
 
 ```python
 import onnxruntime

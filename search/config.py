@@ -43,6 +43,8 @@ class TrainingSection(_Section):
     grad_clip: float = Field(5.0, ge=0, le=1e6)
     latent_clip: float = Field(1.0, gt=0, le=1e6)
     augment: Literal["none", "shift", "shift_flip"] = "none"
+    # BatchNorm statistics recomputed on this many training images before each validation (0: off).
+    bn_recalibration: int = Field(512, ge=0, le=1_000_000)
     # Distil every trial from a full-precision teacher trained once per (dataset, seed) and cached
     # under <results>/teachers/ (ReActNet's distributional loss).
     distill: bool = False

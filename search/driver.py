@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from bitnas.errors import RunFailed
 from bitnas.evaluators import (DataOptions, EarlyStoppingRule, EvalRequest, LatencyConfig, Teacher, TrainingConfig,
                                load_dataset, load_or_train_teacher)
+from bitnas.evaluators.proxies import ProxyPrefilter
 
 from .config import ConfigError, SearchConfig
 from .interrupts import Interrupts
@@ -136,11 +137,27 @@ def _teacher(config: SearchConfig) -> Teacher | None:
     return _TEACHERS[key]
 
 
-def _request(config: SearchConfig, trial_number: int, peer_curves: tuple[tuple[float, ...], ...] = ()) -> EvalRequest:
+def _prefilter(config: SearchConfig, proxy_scores: list[float]) -> ProxyPrefilter | None:
+    """With `proxies.prefilter`: skip networks whose proxy is below the `bottom_fraction` quantile of
+    the scores so far (none skipped until `min_trials` have been scored)."""
+    proxies = config.proxies
+    if not proxies.prefilter:
+        return None
+    threshold = None
+    if len(proxy_scores) >= proxies.min_trials:
+        ordered = sorted(proxy_scores)
+        threshold = ordered[min(len(ordered) - 1, int(proxies.bottom_fraction * len(ordered)))]
+    return ProxyPrefilter(proxy=proxies.proxy, threshold=threshold)
+
+
+def _request(config: SearchConfig, trial_number: int, peer_curves: tuple[tuple[float, ...], ...] = (),
+             proxy_scores: list[float] | None = None) -> EvalRequest:
     """What one evaluation needs. `peer_curves`: per-epoch validation accuracy of the trials finished
-    so far, from which the worker decides to stop early (it never talks to the study)."""
+    so far, from which the worker decides to stop early (it never talks to the study);
+    `proxy_scores`: earlier trials' zero-cost proxy, for the optional pre-filter."""
     early = config.early_stopping
     return EvalRequest(
+        prefilter=_prefilter(config, proxy_scores or []),
         dataset=config.dataset, data_seed=config.seed, seed=config.seed * 100_003 + trial_number,
         data=_data_options(config), teacher=_teacher(config), peer_curves=peer_curves,
         early_stopping=EarlyStoppingRule(enabled=early.enabled, grace_epochs=early.grace_epochs,
@@ -168,7 +185,10 @@ class _SearchLoop:
                       if "genotype_hash" in t.user_attrs and "duplicate_of" not in t.user_attrs}
         # Learning curves of finished trials, sent with each request for early stopping.
         self.curves = [tuple(t.user_attrs["epoch_val_accuracy"]) for t in completed
-                       if "epoch_val_accuracy" in t.user_attrs and "duplicate_of" not in t.user_attrs]
+                       if t.user_attrs.get("epoch_val_accuracy") and "duplicate_of" not in t.user_attrs]
+        self.proxy_key = f"proxy_{config.proxies.proxy}"
+        self.proxy_scores = [t.user_attrs["metrics"][self.proxy_key] for t in completed
+                             if self.proxy_key in t.user_attrs.get("metrics", {}) and "duplicate_of" not in t.user_attrs]
         # Counted here rather than read back from the storage each time: the driver is the study's
         # only writer (the lease sees to that), and a database round trip per step adds up.
         self.completed_before = len(completed)
@@ -213,7 +233,7 @@ class _SearchLoop:
             self._dispatch(remote_evaluate, item)
 
     def _dispatch(self, remote_evaluate, item: TrialInFlight) -> None:
-        request = _request(self.config, item.trial.number, tuple(self.curves))
+        request = _request(self.config, item.trial.number, tuple(self.curves), self.proxy_scores)
         self.pending[remote_evaluate.remote(item.genotype.to_json(), request, self.config.plugins)] = item
 
     def _collect(self, runtime: RayRuntime, remote_evaluate, ref) -> None:
@@ -232,7 +252,10 @@ class _SearchLoop:
                     self.waiting[key] = rest
             return
         self.known[key] = self.recorder.success(item, result)
-        self.curves.append(tuple(result.epoch_val_accuracy))
+        if result.epoch_val_accuracy:
+            self.curves.append(tuple(result.epoch_val_accuracy))
+        if self.proxy_key in result.metrics:
+            self.proxy_scores.append(result.metrics[self.proxy_key])
         self._report(item, result.metrics)
         for waiter in self.waiting.pop(key, []):
             self.recorder.duplicate(waiter, self.known[key])

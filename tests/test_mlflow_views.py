@@ -100,8 +100,9 @@ def check_structure(results: Path, completed: int, scratch: Path) -> None:
     costs = pd.read_csv(study_file(client, one, "costs.csv", scratch))
     assert {"name", "kind", "macs", "weight_bits", "input_bits", "energy_pj"} <= set(costs.columns)
     energy = json.loads(study_file(client, one, "energy.json", scratch).read_text())
-    assert energy["source"].startswith("analytic") and energy["energy_uj"] > 0
-    assert abs(sum(energy["by_layer_kind_and_bits_pj"].values()) / 1e6 - energy["energy_uj"]) < 1e-6 * energy["energy_uj"] + 1e-12
+    assert energy["source"] and energy["energy_uj"] > 0
+    if energy["source"].startswith("analytic"):  # the per-layer figures add up to the trial's estimate
+        assert abs(sum(energy["by_layer_kind_and_bits_pj"].values()) / 1e6 - energy["energy_uj"]) <= 1e-6 * energy["energy_uj"]
     latency = json.loads(study_file(client, one, "latency.json", scratch).read_text())
     assert {"target", "engine", "cpu", "threads", "runs"} <= set(latency)
 

@@ -1,0 +1,65 @@
+"""How an image becomes the network's input, exactly as in training: size, channels, and the
+per-channel normalisation with the training split's statistics (re-derived from the same split,
+so the exported model needs no dataset to run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bitnas.errors import UserError
+
+
+class ImageError(UserError):
+    """An image that cannot be read or used; the message names the file."""
+
+
+def dataset_options(study_config: dict):
+    """The DataOptions the study trained with (older studies: the defaults)."""
+    from bitnas.evaluators.data import DataOptions
+
+    data = study_config.get("data") or {}
+    kwargs = {"path": study_config.get("data_dir")}
+    for key in ("image_size", "normalise"):
+        if key in data:
+            kwargs[key] = data[key]
+    try:
+        return DataOptions(**kwargs)
+    except TypeError:  # an evaluators version whose DataOptions has fewer fields
+        return DataOptions()
+
+
+def preprocessing(dataset: str, seed: int, options) -> dict:
+    """{channels, size, mean, std, scale}: pixel/255 -> (x - mean) / std, per channel."""
+    from dataclasses import replace
+
+    from bitnas.evaluators import load_dataset
+
+    raw = load_dataset(dataset, seed, replace(options, normalise="none"))
+    images = raw.train.images.numpy()  # in [0, 1]: normalise "none" keeps the pixels' scale
+    normalised = getattr(options, "normalise", "per_channel") != "none"
+    mean = images.mean(axis=(0, 2, 3)) if normalised else np.zeros(images.shape[1], dtype=np.float32)
+    std = images.std(axis=(0, 2, 3)) + 1e-6 if normalised else np.ones(images.shape[1], dtype=np.float32)
+    return {"channels": int(raw.in_channels), "size": int(raw.input_size), "mean": [float(v) for v in mean],
+            "std": [float(v) for v in std], "class_names": list(raw.class_names) or [str(c) for c in range(raw.num_classes)]}
+
+
+def load_image(path: Path, prep: dict) -> np.ndarray:
+    """(C, H, W) float32, normalised like the training images."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if prep["channels"] == 1 else "RGB")
+            if image.size != (prep["size"], prep["size"]):
+                image = image.resize((prep["size"], prep["size"]), Image.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise ImageError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise ImageError(f"{path}: not an image PIL can read ({error})") from None
+    pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    mean = np.asarray(prep["mean"], dtype=np.float32)[:, None, None]
+    std = np.asarray(prep["std"], dtype=np.float32)[:, None, None]
+    return ((pixels - mean) / std).astype(np.float32)
