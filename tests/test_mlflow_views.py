@@ -142,3 +142,94 @@ def test_study_views_show_genotypes_grey_infeasible_trials_and_name_choices(tmp_
     write_pareto_html(trials, objectives_for(["accuracy", "latency_ms", "energy_uj"]), tmp_path / "p.html", "t")
     text = (tmp_path / "p.html").read_text()
     assert "infeasible (over a budget)" in text and "INFEASIBLE (max_latency_ms)" in text
+
+
+# --- cluster tracking: a real `mlflow server` on loopback whose backend store is PostgreSQL -------
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_answers() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means: no server to test against here
+        return False
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """`mlflow server` on 127.0.0.1 with its tables in a fresh PostgreSQL schema (dropped after)."""
+    import os
+    import time
+    import urllib.request
+    import uuid
+
+    import psycopg
+
+    schema = f"bitnas_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    port = free_port()
+    backend = f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(["mlflow", "server", "--backend-store-uri", backend, "--host", "127.0.0.1", "--port",
+                               str(port), "--workers", "1", "--serve-artifacts",
+                               "--artifacts-destination", str(tmp_path / "server-artifacts")],
+                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_HOST": "127.0.0.1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 150
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+        with psycopg.connect(PG_URL, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL server answers on 127.0.0.1:5432")
+def test_search_and_export_through_a_tracking_server_backed_by_postgresql(mlflow_server, tmp_path):
+    results = tmp_path / "results"
+    config = write_config(tmp_path, trials=2)
+    done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(results), "--study", "served",
+                           "--tracking-uri", mlflow_server], capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert not (results / "mlflow.db").exists(), "runs go to the server, not to the local store"
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("served")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    roles = sorted(r.data.tags.get("bitnas.role") for r in runs)
+    assert roles == ["study", "trial", "trial"]
+    study = next(r for r in runs if r.data.tags["bitnas.role"] == "study")
+    assert {"pareto.csv", "pareto.html"} <= {a.path for a in client.list_artifacts(study.info.run_id)}
+    # Export reads the weights back through the server (the study remembers its tracking URI).
+    done = subprocess.run(["bitnas", "export", "--study", "served", "--results", str(results), "--trial", "0",
+                           "--register", "served-model"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (results / "export" / "served" / "trial-0" / "model.bitnas.npz").is_file()
+    assert client.get_registered_model("served-model").description.startswith("# bitnas model")
