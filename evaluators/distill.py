@@ -37,10 +37,10 @@ def distributional_loss(student_logits: torch.Tensor, teacher_logits: torch.Tens
 
 def teacher_genotype(input_size: int, in_channels: int, num_classes: int) -> Genotype:
     """A plain full-precision CNN, wider than anything in the default space, so it is a teacher
-    worth learning from yet trains in seconds on mnist5k."""
-    stages = [dict(block="float", width=w, depth=d, stride=s) for w, d, s in ((32, 1, 1), (64, 2, 2), (128, 2, 2))]
+    worth learning from, yet cheap (about 11M MACs per 28x28 image: widths double as the maps halve)."""
+    stages = [dict(block="float", width=w, depth=d, stride=s) for w, d, s in ((32, 1, 1), (64, 1, 2), (128, 1, 2))]
     return Genotype.from_dict(dict(input_size=input_size, in_channels=in_channels, num_classes=num_classes,
-                                   stem_width=32, stages=stages))
+                                   stem_width=16, stages=stages))
 
 
 @dataclass(frozen=True)

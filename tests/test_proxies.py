@@ -58,3 +58,22 @@ def test_all_proxies_on_a_binary_network():
     assert set(scores) == {"naswot", "synflow", "grad_norm", "params", "bops"}
     assert all(math.isfinite(v) and v > 0 for v in scores.values())
     assert scores["bops"] == 8 * 16 * 9 * 4 * 4 * 1  # the binary 3x3 conv, 8 -> 16 channels on a 4x4 output
+
+
+def test_prefilter_skips_training_below_the_threshold_only():
+    from bitnas.evaluators import EvalRequest, LatencyConfig, TrainingConfig, evaluate
+    from bitnas.evaluators.proxies import ProxyPrefilter
+
+    assert not ProxyPrefilter(threshold=None).rejects(-1e9)
+    assert ProxyPrefilter(threshold=1.0).rejects(0.5) and not ProxyPrefilter(threshold=1.0).rejects(1.0)
+    genotype = Genotype(input_size=8, in_channels=1, num_classes=10, stem_width=8,
+                        stages=(StageSpec(block="binary", width=16, depth=1, stride=2),))
+    base = dict(dataset="digits", training=TrainingConfig(epochs=0.5), energy_meter="off",
+                latency=LatencyConfig(runs=30, warmup=1, target="torch-cpu"))
+    scored = evaluate(genotype.to_json(), EvalRequest(**base, prefilter=ProxyPrefilter("synflow", threshold=None)))
+    skipped = evaluate(genotype.to_json(), EvalRequest(**base, prefilter=ProxyPrefilter("synflow", threshold=float("inf"))))
+    assert scored.metrics["train_steps"] > 0 and not scored.stopped_early and "skipped_by_proxy" not in scored.metrics
+    assert skipped.metrics["train_steps"] == 0 and skipped.stopped_early and skipped.metrics["skipped_by_proxy"] == 1.0
+    # the score does not depend on whether the network is then trained, and scoring leaves the model alone
+    assert scored.metrics["proxy_synflow"] == skipped.metrics["proxy_synflow"] > 0
+    assert skipped.epoch_val_accuracy == [] and 0 <= skipped.metrics["val_accuracy"] <= 1
