@@ -76,9 +76,13 @@ def test_selections_that_match_nothing_are_one_line(results):
     assert done.returncode == 2 and "has no trial 99" in done.stderr
 
 
-def test_one_trial_by_number_registered_with_its_card(results):
-    first = export_study(results, STUDY, options=ExportOptions(selection=Selection(trial=1), register="views-best"))[0]
+def test_one_trial_by_number_retrained_and_registered_with_its_card(results):
+    first = export_study(results, STUDY, options=ExportOptions(selection=Selection(trial=1), epochs=0.3,
+                                                               register="views-best"))[0]
     assert first.name == "trial-1"
+    metrics = json.loads((first / "metrics.json").read_text())
+    assert metrics["retrained_epochs"] == 0.3 and 0 <= metrics["retrained_val_accuracy"] <= 1
+    assert "Retrained from scratch for 0.3 epochs" in (first / "README.md").read_text()
     again = export_study(results, STUDY, options=ExportOptions(selection=Selection(best="energy_uj"),
                                                                register="views-best"))[0]
     client = MlflowClient(tracking_uri(results))
