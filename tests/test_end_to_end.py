@@ -116,7 +116,8 @@ def test_export_writes_files_that_run_in_onnxruntime(results):
     data = load_dataset("mnist5k", 1)
     for folder in exported:
         assert {p.name for p in folder.iterdir()} == {"genotype.json", "weights.safetensors", "model.onnx",
-                                                      "README.md", "metrics.json"}
+                                                      "README.md", "metrics.json", "model.bitnas.npz",
+                                                      "latency.json", "pareto.png"}
         genotype = Genotype.from_json((folder / "genotype.json").read_text())
         model = build_model(genotype)
         model.load_state_dict(load_file(str(folder / "weights.safetensors")))
