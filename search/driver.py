@@ -373,7 +373,8 @@ def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
         *reference_lines(outcome.references, outcome.objectives),
         f"latency: {LATENCY_TARGETS.get(config.latency.target, config.latency.target)}, batch 1, "
         f"{config.latency.threads} thread(s); energy: analytic, Horowitz 45 nm MACs",
-        f"open the MLflow UI:  {ui_command(results)}",
+        (f"open the MLflow UI:  {config.tracking_uri} (the tracking server this search logged to)"
+         if config.tracking_uri else f"open the MLflow UI:  {ui_command(results)}"),
         f"export the front:    bitnas export --study {outcome.study} --results {results}{storage_flag}",
     ]
     return "\n".join(lines)
