@@ -171,11 +171,10 @@ def free_port() -> int:
 def mlflow_server(tmp_path):
     """`mlflow server` on 127.0.0.1 with its tables in a fresh PostgreSQL schema (dropped after)."""
     import os
-    import time
-    import urllib.request
     import uuid
 
     import psycopg
+    from servers import wait_until_healthy
 
     schema = f"bitnas_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_URL, autocommit=True) as connection:
@@ -189,17 +188,7 @@ def mlflow_server(tmp_path):
                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_HOST": "127.0.0.1"})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 150
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-            time.sleep(0.5)
+        wait_until_healthy(url, server, tmp_path / "server.log", "mlflow server")
         yield url
     finally:
         server.terminate()

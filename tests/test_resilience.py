@@ -12,7 +12,6 @@ from pathlib import Path
 
 import optuna
 import psutil
-import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState

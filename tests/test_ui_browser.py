@@ -22,6 +22,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bitnas.search.tracking import tracking_uri
+from servers import wait_until_healthy
 from test_mlflow_views import STUDY, free_port, searched_study
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -120,17 +121,7 @@ def ui(tmp_path_factory, tmp_path):
                               stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 150
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("bitnas ui did not start: " + (tmp_path / "ui.log").read_text()[-2000:])
-            time.sleep(0.5)
+        wait_until_healthy(url, server, tmp_path / "ui.log", "bitnas ui")
         assert f"MLflow UI for {results / 'mlflow.db'}: {url}" in (tmp_path / "ui.log").read_text()
         yield results, url
     finally:
