@@ -32,7 +32,7 @@ class _Section(BaseModel):
 
 
 class TrainingSection(_Section):
-    epochs: float = Field(2.0, gt=0, le=1000)
+    epochs: float = Field(1.0, gt=0, le=1000)
     batch_size: int = Field(32, ge=1, le=65536)
     lr: float = Field(5e-3, gt=0, le=10)
     # auto: the binary recipe (Adam, no decay, latent weights clipped) for networks with quantized
@@ -118,7 +118,7 @@ class ConstraintsSection(_Section):
 
 class SearchConfig(_Section):
     study: str = "mnist5k-default"
-    trials: int = Field(30, ge=1, le=100_000)
+    trials: int = Field(20, ge=1, le=100_000)
     workers: int = Field(2, ge=1, le=1024)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     results: str = "results"
@@ -157,7 +157,9 @@ class SearchConfig(_Section):
     plugins: tuple[str, ...] = ()
     # Small hand-designed networks evaluated once per study like any trial and shown next to the
     # front (bitnas.spaces.baselines); [] to skip them.
-    references: tuple[str, ...] = Field(default_factory=lambda: SMALL_BASELINES)
+    # Two by default (a binary and an 8-bit design) to keep the default search within 5 minutes on
+    # two cores; list more (any of SMALL_BASELINES) for a fuller comparison.
+    references: tuple[str, ...] = ("bireal_small", "mobilenetv2_int8_small")
     max_failures: int = Field(5, ge=0, le=100_000)
 
     @field_validator("study")

@@ -344,6 +344,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
                 evaluate_references(config.references, geometry, study, tracker, runtime, remote_evaluate,
                                     lambda offset: _request(config, offset), config.plugins, interrupts, out)
                 views.refresh(final=True)
+                loop.started = time.monotonic()  # elapsed and ETA count the trials, not the references
                 loop.run(runtime, remote_evaluate, interrupts)
         except KeyboardInterrupt:
             interrupted = True

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from bitnas.evaluators import load_dataset
 from bitnas.search.tracking import tracking_uri
 from bitnas.spaces import Genotype, build_model
-from bitnas.spaces.baselines import SMALL_BASELINES
+from bitnas.search.config import SearchConfig
 
 STUDY = "e2e"
 TINY_BUDGET = ["--epochs", "0.05", "--workers", "2", "--seed", "1"]
@@ -70,7 +70,7 @@ def test_search_records_every_trial_in_storage_and_mlflow(results):
     assert len(parents) == 1
     assert len(children) == counts[TrialState.COMPLETE]
     # every small reference architecture evaluated once, with the trials' budget
-    assert sorted(r.data.tags["bitnas.reference"] for r in references) == sorted(SMALL_BASELINES)
+    assert sorted(r.data.tags["bitnas.reference"] for r in references) == sorted(SearchConfig().references)
     assert all(r.info.status == "FINISHED" and "val_accuracy" in r.data.metrics for r in references)
     parent = parents[0]
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
@@ -99,7 +99,7 @@ def test_resume_by_name_adds_trials_without_duplicating_runs(results):
     _, counts = study_state(results)
     assert counts[TrialState.COMPLETE] == 4
     _, parents, children, references = mlflow_runs(results)
-    assert len(parents) == 1 and len(children) == 4 and len(references) == len(SMALL_BASELINES)  # not re-run
+    assert len(parents) == 1 and len(children) == 4 and len(references) == len(SearchConfig().references)  # not re-run
     assert sorted(int(c.data.tags["bitnas.trial_number"]) for c in children) == [0, 1, 2, 3]
 
     again = bitnas("search", "--study", STUDY, "--trials", "4", "--results", str(results), *TINY_BUDGET)
