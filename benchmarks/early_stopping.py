@@ -12,7 +12,6 @@ results/bench/early_stopping.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import subprocess
@@ -27,6 +26,8 @@ import yaml
 from bitnas.search.config import SearchConfig
 from bitnas.search.objectives import objectives_for
 from bitnas.search.report import front_hypervolume, trials_frame
+
+from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
 
@@ -80,12 +81,8 @@ def main() -> None:
                 print(f"  early_stopping={str(early):<5} seed {row['seed']}: {row['wall_s']:.0f}s  hypervolume "
                       f"{row['hypervolume']:.1f}  stopped {row['stopped']}/{row['trials']}  epochs trained "
                       f"{row['epochs_trained']}", flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
     name = "early_stopping_quick.csv" if args.quick else "early_stopping.csv"
-    with open(OUT / name, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(OUT / name, rows)
     off = [r for r in rows if not r["early_stopping"]]
     on = [r for r in rows if r["early_stopping"]]
     wall_off, wall_on = statistics.median(r["wall_s"] for r in off), statistics.median(r["wall_s"] for r in on)

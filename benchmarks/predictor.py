@@ -11,7 +11,6 @@ Writes results/bench/predictor.csv and results/bench/predictor.png.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import tempfile
@@ -23,6 +22,8 @@ from bitnas.evaluators import LatencyConfig, measure_latency
 from bitnas.evaluators.predictor import LatencyTable, error_summary
 from bitnas.search.config import SearchConfig
 from bitnas.spaces import build_model
+
+from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
 
@@ -57,11 +58,7 @@ def main() -> None:
     summary = error_summary([r["measured_ms"] for r in rows], [r["predicted_ms"] for r in rows])
     print(f"\n{summary['n']} genotypes on target {args.target}: {summary['within_10pct']:.0%} within +-10% of measured, "
           f"MAPE {summary['mape']:.1%}; {parts} distinct parts timed")
-    OUT.mkdir(parents=True, exist_ok=True)
-    with (OUT / "predictor.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(OUT / "predictor.csv", rows)
     import matplotlib
 
     matplotlib.use("Agg")

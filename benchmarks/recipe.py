@@ -14,7 +14,6 @@ results/bench/recipe.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import tempfile
 import time
@@ -25,6 +24,8 @@ import torch
 from bitnas.evaluators import TrainingConfig, accuracy, load_dataset, load_or_train_teacher, train
 from bitnas.spaces import build_model, count_costs
 from bitnas.spaces.baselines import small_baselines
+
+from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
 
@@ -78,12 +79,8 @@ def main() -> None:
             rows.append(row)
             print(f"  {net:<16} distill={str(row['distill']):<5} test_acc {row['test_acc']:.4f}  val_acc "
                   f"{row['val_acc']:.4f}  {row['train_seconds']:.0f}s  fully_binary={row['fully_binary']}", flush=True)
-    OUT.mkdir(parents=True, exist_ok=True)
     name = "recipe_quick.csv" if args.quick else "recipe.csv"
-    with open(OUT / name, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(OUT / name, rows)
     print(f"\n{'net':<16} {'distill':<8} {'epochs':>6} {'test_acc':>9} {'val_acc':>8} {'seconds':>8} fully_binary")
     for row in rows:
         print(f"{row['net']:<16} {str(row['distill']):<8} {row['epochs']:>6g} {row['test_acc']:>9.4f} "

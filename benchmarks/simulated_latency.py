@@ -12,7 +12,6 @@ make faster: the reason the engine is needed.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 from pathlib import Path
 
@@ -20,6 +19,8 @@ import torch
 
 from bitnas.evaluators import LatencyConfig, measure_latency
 from bitnas.spaces import Genotype, StageSpec, build_model
+
+from _output import write_csv  # noqa: E402
 
 SHAPES = {  # name: (input size, channels, stem width, stage widths)
     "mnist-small": (28, 1, 8, (8, 16, 32)),
@@ -57,11 +58,7 @@ def main() -> None:
     for row in rows:
         print(f"{row['network']:<18} {row['input']:<9} {row['float_ms']:>9.3f} {row['binary_simulated_ms']:>15.3f} "
               f"{row['binary_over_float']:>6.2f}")
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with args.csv.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.csv, rows)
     print(f"\nwrote {args.csv} (batch 1, 1 thread, median of {args.runs} runs, median of {args.rounds} interleaved rounds; "
           f"torch {torch.__version__})")
 
