@@ -213,10 +213,7 @@ def export_study(results: Path, study_name: str, *, trial_number: int | None = N
     tracking = _Tracking(results, study, options.tracking_uri)
     seed = study.user_attrs.get("data_seed", 0)
     data_options = dataset_options(study.user_attrs.get("config") or {})
-    try:
-        data = load_dataset(study.user_attrs["dataset"], seed, data_options)
-    except TypeError:  # an evaluators version whose load_dataset takes no options
-        data = load_dataset(study.user_attrs["dataset"], seed)
+    data = load_dataset(study.user_attrs["dataset"], seed, data_options)
     prep = preprocessing(study.user_attrs["dataset"], seed, data_options)
     frame = trials_frame(study, objectives_for(study.user_attrs["objectives"]))
     written = []

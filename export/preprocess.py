@@ -24,10 +24,7 @@ def dataset_options(study_config: dict):
     for key in ("image_size", "normalise"):
         if key in data:
             kwargs[key] = data[key]
-    try:
-        return DataOptions(**kwargs)
-    except TypeError:  # an evaluators version whose DataOptions has fewer fields
-        return DataOptions()
+    return DataOptions(**kwargs)
 
 
 def preprocessing(dataset: str, seed: int, options) -> dict:
