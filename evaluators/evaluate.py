@@ -33,7 +33,7 @@ class EvalRequest:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     energy_profile: str = "horowitz45nm"
-    energy_meter: str = "auto"                             # "auto": measure with RAPL where readable; "off"
+    energy_meter: str = "auto"                             # "auto": RAPL / NVML where readable; "off"
     train_threads: int = 1
     data: DataOptions = field(default_factory=DataOptions)
     teacher: Teacher | None = None                         # distil from this full-precision network
@@ -116,12 +116,20 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
 
 
 def _measured_energy(model, input_shape: tuple[int, int, int], request: EvalRequest):
-    """Energy per inference from the package's RAPL counter, on the latency target; None where
-    this machine has no readable meter."""
-    from .energy_meter import RaplMeter
+    """Energy per inference on the latency target from the hardware's own meter: NVML for
+    `torch-cuda`, the package's RAPL counter for the CPU targets; None where there is none."""
+    from .energy_meter import NvmlMeter, RaplMeter
     from .latency import TARGETS
 
-    meter = RaplMeter.find()
+    if request.latency.target == "torch-cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        properties = torch.cuda.get_device_properties(torch.cuda.current_device())
+        meter = NvmlMeter.find(str(getattr(properties, "uuid", "") or "") or None)
+    else:
+        meter = RaplMeter.find()
     if meter is None:
         return None
     model.eval()

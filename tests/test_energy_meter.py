@@ -1,5 +1,7 @@
-"""The RAPL reader on a fake powercap tree laid out as the kernel lays it out."""
+"""The RAPL reader on a fake powercap tree laid out as the kernel lays it out, and the NVML
+reader on a stand-in for the NVIDIA driver (no GPU here)."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +46,61 @@ def test_energy_per_run_counts_across_a_wrap(tmp_path):
     measurement = meter.measure(run, runs=5)  # 999000 -> 2000: wraps once
     assert measurement.per_inference_uj == pytest.approx(600)
     assert measurement.source.startswith("measured:rapl package-0")
+
+
+class FakeNvml:
+    """NVML as the driver presents it through pynvml: GPUs by index and UUID, a millijoule counter
+    per GPU, and NVMLError (NotSupported on GPUs older than Volta). No GPU is on this machine."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, gpus: dict[str, int | None]):
+        self.counters = dict(gpus)  # uuid -> millijoules, None: the GPU has no energy counter
+        self.order = list(gpus)
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlDeviceGetHandleByIndex(self, index):
+        return self.order[index]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        if uuid not in self.counters:
+            raise self.NVMLError("Not Found")
+        return uuid
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        if self.counters[handle] is None:
+            raise self.NVMLError("Not Supported")
+        return self.counters[handle]
+
+    def nvmlDeviceGetName(self, handle):
+        return f"Fake GPU {self.order.index(handle)}".encode()
+
+
+def test_nvml_meter_measures_the_gpu_torch_uses_by_uuid(monkeypatch):
+    from bitnas.evaluators.energy_meter import NvmlMeter
+
+    nvml = FakeNvml({"GPU-aaaa": 1_000, "GPU-bbbb": 5_000})
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    meter = NvmlMeter.find("bbbb")  # torch's uuid carries no "GPU-" prefix
+    assert meter.name == "Fake GPU 1"
+
+    def run():  # each inference: 3 mJ on this GPU, and something else busy on the other one
+        nvml.counters["GPU-bbbb"] += 3
+        nvml.counters["GPU-aaaa"] += 100
+
+    measurement = meter.measure(run, runs=10, min_seconds=0.05)
+    assert measurement.runs >= 10
+    assert measurement.per_inference_uj == pytest.approx(3_000)
+    assert measurement.source.startswith("measured:nvml Fake GPU 1 (whole GPU,")
+
+
+def test_no_nvml_counter_means_no_meter(monkeypatch):
+    from bitnas.evaluators.energy_meter import NvmlMeter
+
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # package not installed
+    assert NvmlMeter.find() is None
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml({"GPU-old": None}))  # before Volta
+    assert NvmlMeter.find("old") is None
