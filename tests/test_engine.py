@@ -80,6 +80,10 @@ def randomise_trained_state(model: nn.Module, seed: int) -> nn.Module:
                 module.bias.copy_(0.3 * torch.randn(module.num_features, generator=generator))
             if hasattr(module, "shift"):
                 module.shift.copy_(0.3 * torch.randn(module.shift.shape, generator=generator))
+            if isinstance(getattr(module, "threshold", None), nn.Parameter):  # ReActNet's RSign
+                module.threshold.copy_(0.3 * torch.randn(module.threshold.shape, generator=generator))
+            if isinstance(module, nn.PReLU):
+                module.weight.copy_(0.25 + 0.1 * torch.randn(module.weight.shape, generator=generator))
     return model.eval()
 
 
@@ -93,7 +97,7 @@ def assert_same_function(engine, model: nn.Module, images: torch.Tensor) -> None
 
 
 stage = st.fixed_dictionaries({
-    "block": st.sampled_from(["binary", "binary", "float"]),
+    "block": st.sampled_from(["binary", "binary", "reactnet", "float"]),
     "width": st.integers(1, 140),
     "depth": st.integers(1, 2),
     "stride": st.sampled_from([1, 2]),

@@ -11,7 +11,7 @@ from bitnas.spaces.baselines import small_baselines
 BASELINES = small_baselines(input_size=28, in_channels=1, num_classes=10)
 
 
-@pytest.mark.parametrize("name", ["bireal_small", "mobilenetv2_small", "mobilenetv2_int8_small"])
+@pytest.mark.parametrize("name", ["bireal_small", "reactnet_small", "mobilenetv2_small", "mobilenetv2_int8_small"])
 def test_reference_networks_compile_and_agree_with_torch(name):
     torch.manual_seed(0)
     model = build_model(BASELINES[name]).eval()

@@ -17,7 +17,7 @@ from torch import nn
 from bitnas.errors import UserError
 
 from .kernels import pack_weight_signs
-from .ops import BinaryConvStep, TorchStep, frozen_copy
+from .ops import BinaryConvStep, ReActStep, TorchStep, frozen_copy
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,13 @@ def _folded_batchnorm(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
     return gain, bias - bn.running_mean.double().numpy() * gain
 
 
-def _binary_conv_block(block: nn.Module, name: str) -> list:
-    from bitnas.spaces.blocks import DownsampleShortcut
-    from bitnas.spaces.quantizers import ScaledSignWeights, SignSTE
+def _packed_conv(conv: nn.Module, bn: nn.BatchNorm2d, *, name: str, shift: torch.Tensor, input_quantizer: type,
+                 shortcut: nn.Module | None) -> BinaryConvStep:
+    """A 1-bit conv (sign of input + shift, scaled sign weights) and its BatchNorm as one packed
+    step; `shortcut` is added after the BatchNorm (None: nothing, nn.Identity: the input itself)."""
+    from bitnas.spaces.quantizers import ScaledSignWeights
 
-    conv = block.conv
-    if not isinstance(conv.input_quantizer, SignSTE) or not isinstance(conv.kernel_quantizer, ScaledSignWeights):
+    if not isinstance(conv.input_quantizer, input_quantizer) or not isinstance(conv.kernel_quantizer, ScaledSignWeights):
         raise NotCompilable(f"quantizers {type(conv.input_quantizer).__name__}/{type(conv.kernel_quantizer).__name__}"
                             " are not sign/scaled-sign")
     kernel, stride, padding = conv.kernel_size[0], conv.stride[0], conv.padding[0]
@@ -111,19 +112,46 @@ def _binary_conv_block(block: nn.Module, name: str) -> list:
         quantized = conv.kernel_quantizer(weight)
         alpha = quantized.abs().amax(dim=(1, 2, 3)).double().numpy()
         signs = (weight >= 0).numpy()
-    gain, shift = _folded_batchnorm(block.bn)
-    if isinstance(block.shortcut, nn.Identity):
-        shortcut, shortcut_module = "identity", None
-    elif isinstance(block.shortcut, DownsampleShortcut):
-        shortcut, shortcut_module = "module", frozen_copy(block.shortcut)
+    gain, bias = _folded_batchnorm(bn)
+    if shortcut is None:
+        kind, module = "none", None
+    elif isinstance(shortcut, nn.Identity):
+        kind, module = "identity", None
     else:
+        kind, module = "module", frozen_copy(shortcut)
+    return BinaryConvStep(
+        name=name, shift=shift.detach().reshape(-1).float().numpy().copy(), weights=pack_weight_signs(signs),
+        kernel=kernel, stride=stride, padding=padding, in_channels=conv.in_channels, scale=alpha * gain, bias=bias,
+        shortcut=kind, shortcut_module=module)
+
+
+def _binary_conv_block(block: nn.Module, name: str) -> list:
+    from bitnas.spaces.blocks import DownsampleShortcut
+    from bitnas.spaces.quantizers import SignSTE
+
+    if not isinstance(block.shortcut, (nn.Identity, DownsampleShortcut)):
         raise NotCompilable(f"shortcut {type(block.shortcut).__name__} is unknown")
-    return [BinaryConvStep(
-        name=name, shift=block.threshold.shift.detach().reshape(-1).float().numpy().copy(),
-        weights=pack_weight_signs(signs), kernel=kernel, stride=stride, padding=padding,
-        in_channels=conv.in_channels, scale=alpha * gain, bias=shift, shortcut=shortcut,
-        shortcut_module=shortcut_module,
-    )]
+    return [_packed_conv(block.conv, block.bn, name=name, shift=block.threshold.shift, input_quantizer=SignSTE,
+                         shortcut=block.shortcut)]
+
+
+def _react_block(block: nn.Module, name: str) -> list:
+    """sign(x - threshold) is sign(x + shift) with shift = -threshold: the same float32 sum."""
+    from bitnas.spaces.quantizers import RSign
+
+    for conv in (block.conv_k, *block.convs_1x1):
+        if not isinstance(conv.input_quantizer, RSign):
+            raise NotCompilable(f"{type(conv.input_quantizer).__name__} inputs are not 1-bit RSign")
+    conv_k = _packed_conv(block.conv_k, block.bn_k, name=f"{name}.conv_k", shift=-block.conv_k.input_quantizer.threshold,
+                          input_quantizer=RSign, shortcut=block.shortcut_k)
+    convs_1x1 = [_packed_conv(conv, bn, name=f"{name}.convs_1x1.{i}", shift=-conv.input_quantizer.threshold,
+                              input_quantizer=RSign, shortcut=None)
+                 for i, (conv, bn) in enumerate(zip(block.convs_1x1, block.bns_1x1))]
+    shortcut = None if isinstance(block.shortcut_1x1, nn.Identity) else \
+        TorchStep(name=f"{name}.shortcut_1x1", module=frozen_copy(block.shortcut_1x1))
+    return [ReActStep(name=name, conv_k=conv_k, act_k=TorchStep(name=f"{name}.act_k", module=frozen_copy(block.act_k)),
+                      convs_1x1=convs_1x1, shortcut_1x1=shortcut,
+                      act_1x1=TorchStep(name=f"{name}.act_1x1", module=frozen_copy(block.act_1x1)))]
 
 
 def _network(network: nn.Module, name: str) -> list:
@@ -142,6 +170,7 @@ def _register_bitnas_blocks() -> None:
     from bitnas.spaces import blocks, builder
 
     register_compiler(blocks.BinaryConvBlock)(_binary_conv_block)
+    register_compiler(blocks.ReActBlock)(_react_block)
     register_compiler(builder.Network)(_network)
     register_compiler(blocks.FloatConvBlock)(_full_precision_block)
 

@@ -103,4 +103,32 @@ class BinaryConvStep:
         return self.convolve(self.pack(x), residual)
 
 
-__all__ = ["BinaryConvStep", "TorchStep", "from_torch", "frozen_copy", "to_torch"]
+@dataclass
+class ReActStep:
+    """A ReActNet block: RSign -> packed k x k conv -> BN + shortcut -> RPReLU, then one packed 1x1
+    conv per copy (each with its own RSign threshold) -> BN + the shared residual, concatenated,
+    -> RPReLU. The RSign thresholds are the packed convs' shifts; RPReLU and any full-precision
+    shortcut run in torch, so they compute exactly torch's function."""
+
+    name: str
+    conv_k: BinaryConvStep           # its shortcut: identity, or the strided AvgPool as a module
+    act_k: TorchStep
+    convs_1x1: list[BinaryConvStep]  # shortcut "none": the residual is added here, shared by all copies
+    shortcut_1x1: TorchStep | None   # None: identity
+    act_1x1: TorchStep
+    backend: str = "engine"
+    reason: str = ""
+
+    def parts(self) -> list:
+        """The sub-steps in a fixed order (the packed file stores them by position)."""
+        return [self.conv_k, self.act_k, *self.convs_1x1, *([self.shortcut_1x1] if self.shortcut_1x1 else []),
+                self.act_1x1]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = self.act_k(self.conv_k(x))
+        residual = y if self.shortcut_1x1 is None else self.shortcut_1x1(y)
+        parts = [conv.convolve(conv.pack(y), residual) for conv in self.convs_1x1]
+        return self.act_1x1(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2))
+
+
+__all__ = ["BinaryConvStep", "ReActStep", "TorchStep", "from_torch", "frozen_copy", "to_torch"]

@@ -21,7 +21,7 @@ import torch
 from bitnas.errors import UserError
 
 from .compiler import EngineModel, compile_model
-from .ops import BinaryConvStep, TorchStep
+from .ops import BinaryConvStep, ReActStep, TorchStep
 
 FORMAT, VERSION = "bitnas-packed-engine", 1
 HEADER = "__header__"
@@ -36,26 +36,29 @@ def _module_arrays(prefix: str, module: torch.nn.Module) -> dict[str, np.ndarray
     return {f"{prefix}{key}": tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
 
 
+def _save_step(step, prefix: str, arrays: dict[str, np.ndarray]) -> dict:
+    """The header entry of one step; its numbers go into `arrays` under `prefix`."""
+    if isinstance(step, BinaryConvStep):
+        for key in BINARY_ARRAYS:
+            arrays[prefix + key] = np.ascontiguousarray(getattr(step, key))
+        if step.shortcut_module is not None:
+            arrays.update(_module_arrays(prefix + "shortcut.", step.shortcut_module))
+        return {"type": "binary", "name": step.name, "kernel": step.kernel, "stride": step.stride,
+                "padding": step.padding, "in_channels": step.in_channels, "shortcut": step.shortcut}
+    if isinstance(step, TorchStep):
+        arrays.update(_module_arrays(prefix, step.module))
+        return {"type": "torch", "name": step.name, "backend": step.backend, "reason": step.reason}
+    if isinstance(step, ReActStep):
+        return {"type": "react", "name": step.name,
+                "parts": [_save_step(part, f"{prefix}{i}.", arrays) for i, part in enumerate(step.parts())]}
+    raise PackedFileError(f"engine step {getattr(step, 'name', '?')!r} of type {type(step).__name__} cannot be saved")
+
+
 def save_packed(engine: EngineModel, genotype, path: Path, *, preprocessing: dict | None = None,
                 extra: dict | None = None) -> Path:
     """Write `engine` (compiled from `build_model(genotype)`) to `path` (.npz)."""
     arrays: dict[str, np.ndarray] = {}
-    steps = []
-    for index, step in enumerate(engine.steps):
-        prefix = f"s{index}."
-        if isinstance(step, BinaryConvStep):
-            steps.append({"type": "binary", "name": step.name, "kernel": step.kernel, "stride": step.stride,
-                          "padding": step.padding, "in_channels": step.in_channels, "shortcut": step.shortcut})
-            for key in BINARY_ARRAYS:
-                arrays[prefix + key] = np.ascontiguousarray(getattr(step, key))
-            if step.shortcut_module is not None:
-                arrays.update(_module_arrays(prefix + "shortcut.", step.shortcut_module))
-        elif isinstance(step, TorchStep):
-            steps.append({"type": "torch", "name": step.name, "backend": step.backend, "reason": step.reason})
-            arrays.update(_module_arrays(prefix, step.module))
-        else:
-            raise PackedFileError(f"engine step {getattr(step, 'name', index)!r} of type {type(step).__name__} "
-                                  "cannot be saved")
+    steps = [_save_step(step, f"s{index}.", arrays) for index, step in enumerate(engine.steps)]
     header = {"format": FORMAT, "version": VERSION, "genotype": genotype.to_dict(), "input_shape": list(engine.input_shape),
               "steps": steps, "preprocessing": preprocessing or {}, **(extra or {})}
     arrays[HEADER] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
@@ -90,13 +93,34 @@ def _header(path: Path, archive) -> dict:
 
 
 def _load_module(module: torch.nn.Module, prefix: str, archive, path: Path) -> None:
+    # Every key under a torch step's prefix is its own: no other step's prefix extends it.
     state = {key[len(prefix):]: torch.from_numpy(archive[key].copy()) for key in archive.files if key.startswith(prefix)}
-    # Keys of one step never share a prefix with another's shortcut ("s3." vs "s3.shortcut.").
-    state = {k: v for k, v in state.items() if not k.startswith("shortcut.") or prefix.endswith("shortcut.")}
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise PackedFileError(f"{path}: stored tensors do not fit step {prefix!r}: {str(error).splitlines()[0]}") from None
+
+
+def _load_step(step, stored: dict, prefix: str, archive, path: Path) -> None:
+    """Overwrite the numbers of `step` (compiled here from the genotype) with the stored ones."""
+    kinds = {"binary": BinaryConvStep, "torch": TorchStep, "react": ReActStep}
+    if not isinstance(step, kinds.get(stored.get("type"), ())):
+        raise PackedFileError(f"{path}: step {step.name} is {stored.get('type')!r} in the file but "
+                              f"{type(step).__name__} in this bitnas")
+    if isinstance(step, BinaryConvStep):
+        for key in BINARY_ARRAYS:
+            setattr(step, key, np.ascontiguousarray(archive[prefix + key]))
+        if step.shortcut_module is not None:
+            _load_module(step.shortcut_module, prefix + "shortcut.", archive, path)
+    elif isinstance(step, TorchStep):
+        _load_module(step.module, prefix, archive, path)
+    else:
+        parts = step.parts()
+        if len(parts) != len(stored["parts"]):
+            raise PackedFileError(f"{path}: step {step.name} has {len(stored['parts'])} parts in the file, "
+                                  f"{len(parts)} here")
+        for i, (part, stored_part) in enumerate(zip(parts, stored["parts"])):
+            _load_step(part, stored_part, f"{prefix}{i}.", archive, path)
 
 
 def load_packed(path: Path) -> tuple[EngineModel, dict]:
@@ -119,18 +143,7 @@ def _load(path: Path) -> tuple[EngineModel, dict]:
         if [s.name for s in engine.steps] != [s["name"] for s in header["steps"]]:
             raise PackedFileError(f"{path}: its steps do not match what this bitnas compiles for the genotype")
         for index, (step, stored) in enumerate(zip(engine.steps, header["steps"])):
-            prefix = f"s{index}."
-            if stored["type"] == "binary":
-                if not isinstance(step, BinaryConvStep):
-                    raise PackedFileError(f"{path}: step {step.name} is packed in the file but not by this bitnas")
-                for key in BINARY_ARRAYS:
-                    setattr(step, key, np.ascontiguousarray(archive[prefix + key]))
-                if step.shortcut_module is not None:
-                    _load_module(step.shortcut_module, prefix + "shortcut.", archive, path)
-            else:
-                if not isinstance(step, TorchStep):
-                    raise PackedFileError(f"{path}: step {step.name} runs in torch in the file but is packed here")
-                _load_module(step.module, prefix, archive, path)
+            _load_step(step, stored, f"s{index}.", archive, path)
     return engine, header
 
 
