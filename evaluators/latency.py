@@ -17,6 +17,7 @@ import io
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -213,35 +214,49 @@ def _onnxruntime(model: nn.Module, input_shape: tuple[int, int, int], threads: i
         f"onnxruntime {onnxruntime.__version__} CPUExecutionProvider (binary layers simulated in fp32)")
 
 
+def time_runner(run: Runner, *, threads: int, runs: int, warmup: int) -> tuple[list[float], int | None]:
+    """Milliseconds of each of `runs` calls of `run`, after `warmup` calls, with torch and numba
+    on `threads` threads (and pinned to one CPU when that is 1), and the CPU pinned to (or None).
+    The one protocol behind every latency figure bitnas reports, whole networks and the
+    predictor's parts alike."""
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    numba = sys.modules.get("numba")  # only where the engine is in use
+    if numba is not None:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    timings: list[float] = []
+    pinning = _PinnedToOneCpu(threads)
+    try:
+        # Warm up before pinning: thread pools (numba's, torch's) start during the first calls, and
+        # threads created while the process is pinned would share its one CPU and slow it 100x.
+        for _ in range(max(1, warmup)):
+            run()
+        with pinning:
+            for _ in range(runs):
+                start = time.perf_counter_ns()
+                run()
+                timings.append((time.perf_counter_ns() - start) / 1e6)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return timings, pinning.pinned
+
+
 def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], config: LatencyConfig) -> LatencyMeasurement:
     """Median and p90 wall time of one batch-1 forward pass on `config.target`, in milliseconds."""
     if config.runs < 1:
         raise ValueError("latency runs must be >= 1")
     if config.target not in TARGETS:
         raise LatencyTargetError(f"unknown latency target {config.target!r}; known targets: {', '.join(sorted(TARGETS))}")
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
     was_training = model.training
     model.eval()
-    timings: list[float] = []
-    pinning = _PinnedToOneCpu(config.threads)
     try:
         run, engine = TARGETS[config.target](model, tuple(input_shape), config.threads)
-        # Warm up before pinning: thread pools (numba's, torch's) start during the first calls, and
-        # threads created while the process is pinned would share its one CPU and slow it 100x.
-        for _ in range(max(1, config.warmup)):
-            run()
-        with pinning:
-            for _ in range(config.runs):
-                start = time.perf_counter_ns()
-                run()
-                timings.append((time.perf_counter_ns() - start) / 1e6)
+        timings, pinned = time_runner(run, threads=config.threads, runs=config.runs, warmup=config.warmup)
     finally:
-        torch.set_num_threads(previous_threads)
         model.train(was_training)
     return LatencyMeasurement(
         median_ms=statistics.median(timings), p90_ms=_percentile(timings, 0.9), min_ms=min(timings),
         runs=config.runs, threads=config.threads, engine=engine, cpu=cpu_model(),
         torch_version=torch.__version__, host=platform.node(), target=config.target,
-        environment={**environment(config.threads, engine), "pinned_cpu": pinning.pinned},
+        environment={**environment(config.threads, engine), "pinned_cpu": pinned},
     )

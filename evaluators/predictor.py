@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .latency import cpu_model
+from .latency import cpu_model, time_runner
 
 TARGETS = ("cpu", "torch-cpu")
 
@@ -63,20 +62,9 @@ def _runner(module: nn.Module, input_shape: tuple[int, int, int], target: str) -
 
 def time_part(module: nn.Module, input_shape: tuple[int, int, int], target: str, *, runs: int = 30,
               warmup: int = 5) -> float:
-    """Median milliseconds of one batch-1 call of `module` on `target`, one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run = _runner(module.eval(), input_shape, target)
-        for _ in range(warmup):
-            run()
-        timings = []
-        for _ in range(runs):
-            started = time.perf_counter_ns()
-            run()
-            timings.append((time.perf_counter_ns() - started) / 1e6)
-    finally:
-        torch.set_num_threads(previous)
+    """Median milliseconds of one batch-1 call of `module` on `target`, one thread, under the same
+    protocol as a whole network's measurement (numba and torch on one thread, pinned)."""
+    timings, _ = time_runner(_runner(module.eval(), input_shape, target), threads=1, runs=runs, warmup=warmup)
     return statistics.median(timings)
 
 
