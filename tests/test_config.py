@@ -43,3 +43,19 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_every_sampler_the_config_accepts_can_be_built_and_proposes():
+    """A sampler name the config validates must not fail later inside the driver."""
+    from typing import get_args
+
+    import optuna
+
+    from bitnas.search.samplers import make_sampler
+
+    names = get_args(SearchConfig.model_fields["sampler"].annotation)
+    assert set(names) == {"random", "tpe", "nsga2", "gp"}
+    for name in names:
+        study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(name, 0))
+        trial = study.ask()
+        assert trial.suggest_categorical("block", ["binary", "float"]) in {"binary", "float"}
