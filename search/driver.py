@@ -194,6 +194,7 @@ class _SearchLoop:
         self.failures, self.finished, self.last_error = 0, 0, ""
         self.started = time.monotonic()
         self.frame = pd.DataFrame()
+        self.unannounced: list[tuple[int, int, str, str]] = []  # (completed, trial, objectives, note)
 
     def completed(self) -> int:
         return self.completed_before + self.finished
@@ -202,19 +203,28 @@ class _SearchLoop:
         return len(self.pending) + sum(len(w) for w in self.waiting.values())
 
     def run(self, runtime: RayRuntime, remote_evaluate, interrupts: Interrupts) -> None:
+        ready: list = []
         while True:
             self.lease.refresh()
-            done = self.completed()
-            if done >= self.config.trials and not self.in_flight():
+            if self.completed() >= self.config.trials and not self.in_flight():
+                self._announce()
                 return
-            while len(self.pending) < self.config.workers and done + self.in_flight() < self.config.trials:
-                with interrupts.shielded():  # asked and dispatched (or resolved), or not asked at all
-                    self._ask_and_dispatch(remote_evaluate)
-                done = self.completed()
-            ready, _ = runtime.wait(list(self.pending), timeout=1.0)
+            # Workers whose trial just finished get their next one before the driver records the
+            # finished ones (MLflow artefacts, the study's tell) and refreshes the views: a worker
+            # never waits for the driver's bookkeeping. The finished trials still count as in
+            # flight here, so the trial budget holds and an identical network waits for their result.
+            self._fill(remote_evaluate, interrupts, finishing=len(ready))
             for ref in ready:
                 with interrupts.shielded():  # recorded in storage and MLflow, or still pending
                     self._collect(runtime, remote_evaluate, ref)
+            self._announce()
+            ready, _ = runtime.wait(list(self.pending), timeout=1.0)
+
+    def _fill(self, remote_evaluate, interrupts: Interrupts, finishing: int) -> None:
+        """Ask and dispatch trials while a worker is free and the budget allows."""
+        while len(self.pending) - finishing < self.config.workers and self.completed() + self.in_flight() < self.config.trials:
+            with interrupts.shielded():  # asked and dispatched (or resolved), or not asked at all
+                self._ask_and_dispatch(remote_evaluate)
 
     def _ask_and_dispatch(self, remote_evaluate) -> None:
         trial = self.study.ask()
@@ -274,16 +284,26 @@ class _SearchLoop:
                                 f"last error: {self.last_error}")
 
     def _report(self, item: TrialInFlight, metrics: dict, note: str = "") -> None:
+        """Count a recorded trial; its progress line waits for the next `_announce`."""
         self.finished += 1
-        self.frame, _ = self.views.refresh()
-        done = self.completed()
-        elapsed = time.monotonic() - self.started
-        eta = elapsed / self.finished * max(0, self.config.trials - done)
         shown = "  ".join(f"{o.name} {v:.4g}" for o, v in zip(self.recorder.objectives, self.recorder.values(metrics)))
+        self.unannounced.append((self.completed(), item.trial.number, shown,
+                                 note or f"{time.monotonic() - item.started:.1f}s"))
+
+    def _announce(self) -> None:
+        """Refresh the study's views once for every trial recorded since the last call, and print
+        a progress line for each."""
+        if not self.unannounced:
+            return
+        self.frame, _ = self.views.refresh()
+        elapsed = time.monotonic() - self.started
         width = len(str(self.config.trials))
-        self.out(f"[{done:>{width}}/{self.config.trials}] trial {item.trial.number:<3} {shown}  "
-                 f"({note or f'{time.monotonic() - item.started:.1f}s'})  pareto {int(self.frame['pareto'].sum())}  "
-                 f"elapsed {_format_duration(elapsed)}  eta {_format_duration(eta)}")
+        for done, number, shown, note in self.unannounced:
+            eta = elapsed / self.finished * max(0, self.config.trials - done)
+            self.out(f"[{done:>{width}}/{self.config.trials}] trial {number:<3} {shown}  ({note})  "
+                     f"pareto {int(self.frame['pareto'].sum())}  elapsed {_format_duration(elapsed)}  "
+                     f"eta {_format_duration(eta)}")
+        self.unannounced.clear()
 
     def abandon(self, runtime: RayRuntime) -> None:
         """Trials still in flight can never report back to this driver: fail them, never leave them RUNNING."""

@@ -20,7 +20,11 @@ from .references import reference_frame
 from .report import front_hypervolume, trials_frame
 from .tracking import StudyTracker
 
-PLOT_INTERVAL_S = 20.0  # plots are the slow part of a refresh; csv and metrics refresh every trial
+# Plots are the slow part of a refresh (csv and metrics refresh every trial): they are redrawn at
+# most every PLOT_INTERVAL_S, and never more often than keeps them under PLOT_SHARE of the driver's
+# time, so a long study's growing plots do not steal the workers' CPU.
+PLOT_INTERVAL_S = 20.0
+PLOT_SHARE = 0.05
 
 
 def hypervolume_curve(frame: pd.DataFrame, objectives: list[Objective], reference: dict[str, float]) -> pd.DataFrame:
@@ -51,7 +55,7 @@ def params_frame(study: optuna.Study) -> pd.DataFrame:
 class StudyViews:
     def __init__(self, study: optuna.Study, tracker: StudyTracker, objectives: list[Objective], config: SearchConfig):
         self.study, self.tracker, self.objectives, self.config = study, tracker, objectives, config
-        self.last_plot = float("-inf")
+        self.next_plot = float("-inf")
         self.references = pd.DataFrame()
 
     def refresh(self, *, final: bool = False) -> tuple[pd.DataFrame, float]:
@@ -67,9 +71,10 @@ class StudyViews:
             if len(self.references):
                 self.references.to_csv(folder / "references.csv", index=False)
             now = time.monotonic()
-            if len(frame) and (final or now - self.last_plot >= PLOT_INTERVAL_S):
+            if len(frame) and (final or now >= self.next_plot):
                 self._plots(frame, folder)
-                self.last_plot = now
+                took = time.monotonic() - now
+                self.next_plot = now + max(PLOT_INTERVAL_S, took / PLOT_SHARE)
             self.tracker.log_study_views(folder, hypervolume=volume, pareto_size=int(frame["pareto"].sum()),
                                          completed=len(frame))
         return frame, volume
