@@ -35,10 +35,15 @@ OUT = Path("results/bench")
 
 
 class PeakMemory:
-    """Samples the summed resident memory of a process and all its descendants."""
+    """Samples the memory of a process and all its descendants together: the sum of their
+    proportional set sizes (PSS: each shared page split among the processes that map it, so torch's
+    libraries, mapped by the driver and every worker, count once) and, for comparison, the plain
+    sum of resident sizes (RSS, which counts every shared page once per process)."""
 
-    def __init__(self, pid: int, every_s: float = 0.2):
-        self.root, self.every_s, self.peak, self._stop = pid, every_s, 0, threading.Event()
+    def __init__(self, pid: int, every_s: float = 0.5):
+        self.root, self.every_s, self._stop = pid, every_s, threading.Event()
+        self.peak_pss = self.peak_rss = 0
+        self.peak_processes: list[tuple[str, int]] = []  # (name, PSS) at the PSS peak
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -48,13 +53,19 @@ class PeakMemory:
                 processes = [root, *root.children(recursive=True)]
             except psutil.Error:
                 return
-            total = 0
+            pss = rss = 0
+            named = []
             for process in processes:
                 try:
-                    total += process.memory_info().rss
+                    memory = process.memory_full_info()
+                    name = " ".join(process.cmdline()[:3])[-60:]
                 except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
+                    continue
+                pss, rss = pss + memory.pss, rss + memory.rss
+                named.append((name, memory.pss))
+            if pss > self.peak_pss:
+                self.peak_pss, self.peak_processes = pss, sorted(named, key=lambda item: -item[1])
+            self.peak_rss = max(self.peak_rss, rss)
             time.sleep(self.every_s)
 
     def __enter__(self):
@@ -83,16 +94,26 @@ def run_search(folder: Path, *, workers: int, trials: int, epochs: float, extra:
     first_start = min(t.datetime_start for t in done)
     last_end = max(t.datetime_complete for t in done)
     loop_s = (last_end - first_start).total_seconds()
-    evaluation_s = sum(t.user_attrs["evaluation_seconds"] for t in done)
-    # Slot-seconds the workers had, minus the seconds they spent evaluating, per trial.
-    overhead_per_trial = max(0.0, loop_s * workers - evaluation_s) / len(done)
+    evaluated = [t for t in done if "evaluation_seconds" in t.user_attrs]  # not those reusing a duplicate's result
+    evaluation_s = sum(t.user_attrs["evaluation_seconds"] for t in evaluated)
+    # Orchestration overhead of a trial: from the driver asking for it to the driver having recorded
+    # it, the time not spent inside evaluation (dispatch, the Ray task's start and result, the
+    # study and MLflow writes).
+    overhead_per_trial = sum((t.datetime_complete - t.datetime_start).total_seconds() - t.user_attrs["evaluation_seconds"]
+                             for t in evaluated) / len(evaluated)
+    # Slot-seconds the workers had but did not evaluate in, per trial: the overhead above plus a
+    # short study's tail, where one worker has no trial left while another finishes its last.
+    idle_per_trial = max(0.0, loop_s * workers - evaluation_s) / len(done)
     return {
         "workers": workers, "trials": len(done), "wall_s": round(wall, 1), "loop_s": round(loop_s, 1),
         "trials_per_min": round(len(done) / loop_s * 60, 2),
-        "mean_evaluation_s": round(evaluation_s / len(done), 2),
+        "mean_evaluation_s": round(evaluation_s / len(evaluated), 2),
         "overhead_per_trial_s": round(overhead_per_trial, 2),
-        "overhead_share": round(overhead_per_trial / (evaluation_s / len(done)), 3),
-        "peak_memory_gib": round(memory.peak / 2**30, 2),
+        "overhead_share": round(overhead_per_trial / (evaluation_s / len(evaluated)), 3),
+        "idle_slot_s_per_trial": round(idle_per_trial, 2),
+        "peak_memory_gib": round(memory.peak_pss / 2**30, 2),
+        "peak_rss_sum_gib": round(memory.peak_rss / 2**30, 2),
+        "processes_at_peak": [f"{name}: {size / 2**20:.0f} MiB" for name, size in memory.peak_processes],
         "nodes": sorted({t.user_attrs.get("node", "?").split("/")[-1] for t in done}),
     }
 
@@ -119,10 +140,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--quick", action="store_true", help="8 trials of 1 epoch")
+    parser.add_argument("--quick", action="store_true", help="12 trials of 1 epoch")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON object")
     args = parser.parse_args()
-    trials, epochs = (8, 1.0) if args.quick else (args.trials, args.epochs)
+    trials, epochs = (12, 1.0) if args.quick else (args.trials, args.epochs)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         one = run_search(folder, workers=1, trials=trials, epochs=epochs)
@@ -130,10 +151,12 @@ def main() -> None:
         cluster = run_on_cluster(folder, trials=2, epochs=0.25)
     speedup = two["trials_per_min"] / one["trials_per_min"]
     print(f"{'workers':>7} {'trials':>6} {'trials/min':>10} {'eval s/trial':>12} {'overhead s/trial':>16} "
-          f"{'overhead':>8} {'peak GiB':>8}")
+          f"{'overhead':>8} {'idle slot s/trial':>17} {'peak GiB (PSS)':>14} {'(RSS sum)':>9}")
     for row in (one, two):
         print(f"{row['workers']:>7} {row['trials']:>6} {row['trials_per_min']:>10.2f} {row['mean_evaluation_s']:>12.2f} "
-              f"{row['overhead_per_trial_s']:>16.2f} {row['overhead_share']:>8.1%} {row['peak_memory_gib']:>8.2f}")
+              f"{row['overhead_per_trial_s']:>16.2f} {row['overhead_share']:>8.1%} {row['idle_slot_s_per_trial']:>17.2f} "
+              f"{row['peak_memory_gib']:>14.2f} {row['peak_rss_sum_gib']:>9.2f}")
+    print("processes at the 2-worker peak (PSS): " + "; ".join(two["processes_at_peak"][:6]))
     print(f"\n2 workers vs 1: {speedup:.2f}x trials per minute (goal >= 1.7x); "
           f"overhead {max(one['overhead_share'], two['overhead_share']):.1%} of trial time at worst (goal <= 5%); "
           f"peak memory {max(one['peak_memory_gib'], two['peak_memory_gib']):.2f} GiB (goal <= 3 GiB)")
@@ -143,7 +166,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with (OUT / "scaling.csv").open("w", newline="") as handle:
         fields = ["workers", "trials", "wall_s", "loop_s", "trials_per_min", "mean_evaluation_s",
-                  "overhead_per_trial_s", "overhead_share", "peak_memory_gib"]
+                  "overhead_per_trial_s", "overhead_share", "idle_slot_s_per_trial", "peak_memory_gib", "peak_rss_sum_gib"]
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows([one, two])
