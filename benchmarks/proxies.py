@@ -11,7 +11,6 @@ and results/bench/proxies.png (one scatter per proxy).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -23,6 +22,8 @@ from scipy.stats import spearmanr
 from bitnas.evaluators import TrainingConfig, accuracy, load_dataset, train
 from bitnas.evaluators.proxies import PROXIES, compute_proxies
 from bitnas.spaces import SpaceConfig, build_model
+
+from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
 BINARY_SPACE = SpaceConfig(blocks=("binary", "reactnet"), weight_bits=(1,), activation_bits=(1,))
@@ -46,7 +47,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--batch", type=int, default=64, help="images the proxies see")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="30 genotypes, 0.25 epoch each (about 4 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="30 genotypes, 0.25 epoch each (2:42 measured on 2 cores)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -72,12 +73,8 @@ def main() -> None:
               + "  ".join(f"{k} {scores[k]:.4g}" for k in PROXIES) + f"  {genotype.short()}", flush=True)
     accuracies = [r["val_acc"] for r in rows]
     rho = {name: float(spearmanr([r[name] for r in rows], accuracies).statistic) for name in PROXIES}
-    OUT.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if args.quick else ""
-    with open(OUT / f"proxies{suffix}.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(OUT / f"proxies{suffix}.csv", rows)
     _scatter(rows, rho, OUT / f"proxies{suffix}.png", args)
     print(f"\nSpearman rho against validation accuracy ({len(rows)} binary genotypes, {args.epochs:g} epoch(s) each, "
           f"{time.perf_counter() - started:.0f}s):")

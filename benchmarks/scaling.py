@@ -13,7 +13,6 @@ peak memory of the default search <= 3 GiB.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -30,6 +29,8 @@ import optuna  # noqa: E402
 import psutil  # noqa: E402
 import yaml  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
+
+from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
 
@@ -163,13 +164,9 @@ def main() -> None:
     placed = cluster["nodes"] == [cluster["device_node"]]
     print(f"3-node loopback cluster: trials asking for resource 'device' ran on {cluster['nodes']}; "
           f"the device node is {cluster['device_node']}: {'placed correctly' if placed else 'MISPLACED'}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    with (OUT / "scaling.csv").open("w", newline="") as handle:
-        fields = ["workers", "trials", "wall_s", "loop_s", "trials_per_min", "mean_evaluation_s",
-                  "overhead_per_trial_s", "overhead_share", "idle_slot_s_per_trial", "peak_memory_gib", "peak_rss_sum_gib"]
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows([one, two])
+    fields = ["workers", "trials", "wall_s", "loop_s", "trials_per_min", "mean_evaluation_s",
+              "overhead_per_trial_s", "overhead_share", "idle_slot_s_per_trial", "peak_memory_gib", "peak_rss_sum_gib"]
+    write_csv(OUT / "scaling.csv", [{field: row[field] for field in fields} for row in (one, two)])
     print(f"wrote {OUT / 'scaling.csv'} ({trials} trials of {epochs:g} epoch(s) each, default space, seed 0)")
     if args.json:
         print(json.dumps({"one_worker": one, "two_workers": two, "speedup": round(speedup, 3),

@@ -13,7 +13,6 @@ results/bench/search_quality.png (the fronts).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -32,6 +31,8 @@ from bitnas.search.config import SearchConfig  # noqa: E402
 from bitnas.search.objectives import objectives_for  # noqa: E402
 from bitnas.search.pareto import dominates  # noqa: E402
 from bitnas.search.report import front_hypervolume, trials_frame  # noqa: E402
+
+from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
 SAMPLERS = ("nsga2", "tpe", "random")
@@ -140,13 +141,10 @@ def main() -> None:
               f"{str(counts):>32}")
     print(f"default sampler {default!r}: {medians[default] / medians['random']:.2f}x random's median hypervolume "
           f"(goal >= 1.1x); reference point {config.hypervolume_reference}")
-    OUT.mkdir(parents=True, exist_ok=True)
-    with (OUT / "search_quality.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["sampler", "seed", "trials", "epochs", "hypervolume", "references_dominated", "references"])
-        for row in rows:
-            writer.writerow([row["sampler"], row["seed"], row["trials"], epochs, round(row["hypervolume"], 4),
-                             len(row["dominated"]), len(references)])
+    write_csv(OUT / "search_quality.csv",
+              [{"sampler": row["sampler"], "seed": row["seed"], "trials": row["trials"], "epochs": epochs,
+                "hypervolume": round(row["hypervolume"], 4), "references_dominated": len(row["dominated"]),
+                "references": len(references)} for row in rows])
     plot(rows, references, objectives, OUT / "search_quality.png")
     print(f"wrote {OUT / 'search_quality.csv'} and {OUT / 'search_quality.png'}")
     if args.json:
