@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from bitnas.evaluators import TrainingConfig, accuracy, load_dataset, train
+from bitnas.evaluators import TrainingConfig, accuracy, load_dataset
+from bitnas.evaluators.train import train
 from bitnas.evaluators.proxies import PROXIES, compute_proxies
 from bitnas.spaces import SpaceConfig, build_model
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from bitnas.evaluators import TrainingConfig, accuracy, load_dataset, load_or_train_teacher, train
+from bitnas.evaluators import TrainingConfig, accuracy, load_dataset, load_or_train_teacher
+from bitnas.evaluators.train import train
 from bitnas.spaces import build_model, count_costs
 from bitnas.spaces.baselines import small_baselines
 

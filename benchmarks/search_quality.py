@@ -26,8 +26,10 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import optuna  # noqa: E402
 
-from bitnas.evaluators import EvalRequest, LatencyConfig, TrainingConfig, evaluate, load_dataset  # noqa: E402
+from bitnas.evaluators import load_dataset  # noqa: E402
+from bitnas.evaluators.evaluate import evaluate  # noqa: E402
 from bitnas.search.config import SearchConfig  # noqa: E402
+from bitnas.search.requests import eval_request  # noqa: E402
 from bitnas.search.objectives import objectives_for  # noqa: E402
 from bitnas.search.pareto import dominates  # noqa: E402
 from bitnas.search.report import front_hypervolume, trials_frame  # noqa: E402
@@ -44,9 +46,8 @@ def reference_points(epochs: float, objectives, config: SearchConfig) -> dict[st
     from bitnas.spaces.baselines import small_baselines
 
     data = load_dataset(config.dataset, 0)
-    request = EvalRequest(dataset=config.dataset, data_seed=0, seed=0,
-                          training=TrainingConfig(**{**config.training.model_dump(), "epochs": epochs}),
-                          latency=LatencyConfig(**config.latency.model_dump(exclude={"resource", "timeout_s"})))
+    config = config.model_copy(update={"seed": 0, "training": config.training.model_copy(update={"epochs": epochs})})
+    request = eval_request(config, 0)
     points = {}
     for name, genotype in small_baselines(input_size=data.input_size, in_channels=data.in_channels,
                                           num_classes=data.num_classes).items():

@@ -111,7 +111,8 @@ def _search(args: argparse.Namespace) -> int:
                   "tracking_uri")}
     config = load_config(args.config, overrides)  # raises ConfigError before anything exists
 
-    from bitnas.search.driver import run_search, summary_text
+    from bitnas.search.driver import run_search
+    from bitnas.search.summary import summary_text
 
     outcome = run_search(config)
     print(summary_text(outcome, config))
@@ -139,11 +140,12 @@ def _export(args: argparse.Namespace) -> int:
 
     options = ExportOptions(selection=Selection(trial=args.trial, best=args.best, budgets=budgets), epochs=args.epochs,
                             distill=args.distill, register=args.register, tracking_uri=args.tracking_uri)
-    written = export_study(Path(args.results), args.study, storage=args.storage, options=options)
-    for directory in written:
-        registered = directory / "registered.json"
-        note = f"  (registered as {args.register})" if registered.is_file() else ""
-        print(f"exported {directory}{note}")
+
+    def report(directory: Path) -> None:  # each trial as it is written: a long retraining shows progress
+        note = f"  (registered as {args.register})" if (directory / "registered.json").is_file() else ""
+        print(f"exported {directory}{note}", flush=True)
+
+    export_study(Path(args.results), args.study, storage=args.storage, options=options, out=report)
     return 0
 
 

@@ -19,12 +19,14 @@ import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import torch
 
 from bitnas.errors import UserError
+
+from .settings import DataOptions
 
 
 class DatasetError(UserError):
@@ -54,17 +56,6 @@ class Dataset:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.in_channels, self.input_size, self.input_size)
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    """How images are read: where from (`path`, for cifar10 / imagefolder), the square size they
-    are resized to (None keeps the native size), and how they are normalised (`per_channel`:
-    mean/std of the training split per channel; `none`: pixel values scaled to [0, 1])."""
-
-    path: str | None = None
-    image_size: int | None = None
-    normalise: Literal["per_channel", "none"] = "per_channel"
 
 
 @dataclass(frozen=True)

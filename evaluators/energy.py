@@ -20,8 +20,13 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from typing import TYPE_CHECKING
+
 from bitnas.errors import UserError
-from bitnas.spaces import CostReport, describe_validation_error
+from bitnas.spaces.genotype import describe_validation_error
+
+if TYPE_CHECKING:  # the cost counter needs torch; a config check reads profiles without it
+    from bitnas.spaces.costs import CostReport
 
 PROFILE_DIR = Path(__file__).with_name("energy_profiles")
 DEFAULT_PROFILE = "horowitz45nm"

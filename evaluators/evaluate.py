@@ -6,6 +6,8 @@ returns data. It never touches Optuna storage or MLflow; the driver records what
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import time
@@ -41,6 +43,22 @@ class EvalRequest:
     peer_curves: tuple[tuple[float, ...], ...] = ()        # per-epoch val accuracy of finished trials
     prefilter: ProxyPrefilter | None = None                # zero-cost proxy: score, and skip training below its threshold
 
+    def fingerprint(self) -> str:
+        """What decides how a network is trained and measured, as a short digest: the data, seeds,
+        training, latency and energy settings, threads and the teacher's weights (not the per-trial
+        early-stopping peers or proxy threshold). A trial records it, so an export can show that
+        it rebuilt the very same request."""
+        teacher = hashlib.sha256(self.teacher.weights).hexdigest() if self.teacher is not None else None
+        blob = json.dumps({
+            "dataset": self.dataset, "data_seed": self.data_seed, "seed": self.seed,
+            "training": self.training.model_dump(mode="json"),
+            "latency": LatencyConfig.model_validate(self.latency.model_dump(include=set(LatencyConfig.model_fields)))
+            .model_dump(mode="json"),
+            "data": self.data.model_dump(mode="json"), "energy_profile": self.energy_profile,
+            "energy_meter": self.energy_meter, "train_threads": self.train_threads, "teacher": teacher,
+        }, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
 
 @dataclass
 class TrialResult:
@@ -55,6 +73,7 @@ class TrialResult:
     pid: int
     seconds: float
     stopped_early: bool = False
+    request_fingerprint: str = ""
 
 
 def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = True) -> TrialResult:
@@ -111,7 +130,7 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         latency=latency.as_dict() if latency else {}, energy_source=measured.source if measured else energy.source,
         cost_rows=[{**row, "energy_pj": pj} for row, pj in zip(costs.rows(), energy.by_layer_pj)],
         weights=safetensors_bytes(state), node=platform.node(), pid=os.getpid(), seconds=time.perf_counter() - started,
-        stopped_early=outcome.stopped_early,
+        stopped_early=outcome.stopped_early, request_fingerprint=request.fingerprint(),
     )
 
 

@@ -29,6 +29,8 @@ from torch import nn
 
 from bitnas.errors import UserError
 
+from .settings import LatencyConfig
+
 TORCH_ENGINE = "torch-cpu (binary layers simulated in fp32)"
 DEFAULT_TARGET = "cpu"
 SIMD_FLAGS = ("sse4_2", "popcnt", "avx2", "fma", "avx512f", "avx512bw", "avx512_vpopcntdq", "avx512_vnni", "asimd",
@@ -37,14 +39,6 @@ SIMD_FLAGS = ("sse4_2", "popcnt", "avx2", "fma", "avx512f", "avx512bw", "avx512_
 
 class LatencyTargetError(UserError):
     """A latency target that does not exist or cannot run here; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class LatencyConfig:
-    runs: int = 50
-    warmup: int = 5
-    threads: int = 1
-    target: str = DEFAULT_TARGET
 
 
 @dataclass(frozen=True)

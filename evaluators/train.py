@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,30 +30,7 @@ from torch import nn
 
 from .data import Split
 from .distill import distributional_loss
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    epochs: float = 1.0
-    batch_size: int = 64
-    lr: float = 2e-3
-    recipe: Literal["auto", "binary", "standard"] = "auto"
-    warmup_epochs: float = 0.1          # linear warm-up, then cosine to zero
-    weight_decay: float = 5e-5          # standard recipe only, on conv/linear kernels
-    grad_clip: float = 5.0              # max gradient norm; 0 turns it off
-    latent_clip: float = 1.0            # 1-bit latent weights kept in [-latent_clip, latent_clip] (binary recipe)
-    augment: Literal["none", "shift", "shift_flip"] = "none"
-    # Before each validation, BatchNorm's running statistics are recomputed on this many training
-    # images under the current weights (0: off). In binary networks signs flip all through training,
-    # so the running averages describe a mix of past networks: measured on bireal_small, validation
-    # accuracy after epoch 2 was 0.15 with them and 0.75 recalibrated (benchmarks/recipe.py).
-    bn_recalibration: int = 512
-    # Whether the search distils, and how long its teacher trains (the driver reads these and passes
-    # the teacher itself to `train`); kept here so a config's training section maps onto this class.
-    distill: bool = False
-    teacher_epochs: float = 5.0
-    distill_alpha: float = 1.0          # with a teacher: alpha * distributional loss + (1 - alpha) * cross-entropy
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+from .settings import TrainingConfig
 
 
 @dataclass(frozen=True)

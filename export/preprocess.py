@@ -15,27 +15,13 @@ class ImageError(UserError):
     """An image that cannot be read or used; the message names the file."""
 
 
-def dataset_options(study_config: dict):
-    """The DataOptions the study trained with (older studies: the defaults)."""
-    from bitnas.evaluators.data import DataOptions
-
-    data = study_config.get("data") or {}
-    kwargs = {"path": study_config.get("data_dir")}
-    for key in ("image_size", "normalise"):
-        if key in data:
-            kwargs[key] = data[key]
-    return DataOptions(**kwargs)
-
-
 def preprocessing(dataset: str, seed: int, options) -> dict:
     """{channels, size, mean, std, scale}: pixel/255 -> (x - mean) / std, per channel."""
-    from dataclasses import replace
-
     from bitnas.evaluators import load_dataset
 
-    raw = load_dataset(dataset, seed, replace(options, normalise="none"))
+    raw = load_dataset(dataset, seed, options.model_copy(update={"normalise": "none"}))
     images = raw.train.images.numpy()  # in [0, 1]: normalise "none" keeps the pixels' scale
-    normalised = getattr(options, "normalise", "per_channel") != "none"
+    normalised = options.normalise != "none"
     mean = images.mean(axis=(0, 2, 3)) if normalised else np.zeros(images.shape[1], dtype=np.float32)
     std = images.std(axis=(0, 2, 3)) + 1e-6 if normalised else np.ones(images.shape[1], dtype=np.float32)
     return {"channels": int(raw.in_channels), "size": int(raw.input_size), "mean": [float(v) for v in mean],

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import optuna
 import pandas as pd
-from optuna.trial import TrialState
 
 from bitnas.errors import UserError
-from bitnas.search.objectives import objectives_for
-from bitnas.search.report import trials_frame
+from bitnas.search.studies import StudyArchive
 
 # --best METRIC: the column of trials_frame it reads, and which way is better.
 BEST_METRICS = {"accuracy": ("accuracy", False), "latency_ms": ("latency_ms", True), "energy_uj": ("energy_uj", True),
@@ -44,9 +41,9 @@ class Selection:
         return "the Pareto front" + (f" within {limits}" if limits else "")
 
 
-def _frame(study: optuna.Study) -> pd.DataFrame:
-    frame = trials_frame(study, objectives_for(study.user_attrs["objectives"]))
-    metrics = {t.number: t.user_attrs.get("metrics", {}) for t in study.get_trials(deepcopy=False)}
+def _frame(study: StudyArchive) -> pd.DataFrame:
+    frame = study.frame.copy()
+    metrics = {number: t.user_attrs.get("metrics", {}) for number, t in study.trials().items()}
     # Objectives are columns already; a budget or --best on a metric that is not an objective reads
     # the trial's recorded metrics.
     for column, metric in (("accuracy", "val_accuracy"), ("latency_ms", "latency_ms"), ("energy_uj", "energy_uj"),
@@ -56,22 +53,23 @@ def _frame(study: optuna.Study) -> pd.DataFrame:
     return frame
 
 
-def select_trials(study: optuna.Study, selection: Selection) -> list[optuna.trial.FrozenTrial]:
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+def select_trials(study: StudyArchive, selection: Selection) -> list:
+    """The chosen trials (Optuna FrozenTrials) of the study."""
+    trials = study.trials()
     if selection.trial is not None:
         if selection.trial not in trials:
-            raise SelectionError(f"study {study.study_name!r} has no trial {selection.trial} "
+            raise SelectionError(f"study {study.name!r} has no trial {selection.trial} "
                                  f"(it has trials 0-{len(trials) - 1})")
         trial = trials[selection.trial]
-        if trial.state != TrialState.COMPLETE:
-            raise SelectionError(f"trial {selection.trial} of study {study.study_name!r} is {trial.state.name}, "
+        if trial.state.name != "COMPLETE":
+            raise SelectionError(f"trial {selection.trial} of study {study.name!r} is {trial.state.name}, "
                                  "not COMPLETE")
         return [trial]
     if selection.best is not None and selection.best not in BEST_METRICS:
         raise SelectionError(f"--best: unknown metric {selection.best!r}; known: {', '.join(BEST_METRICS)}")
     frame = _frame(study)
     if frame.empty:
-        raise SelectionError(f"study {study.study_name!r} has no completed trials to export")
+        raise SelectionError(f"study {study.name!r} has no completed trials to export")
     candidates = frame[frame["feasible"] & frame["duplicate_of"].isna()]
     for name, limit in selection.budgets.items():
         column, kind = BUDGETS[name]
@@ -80,7 +78,7 @@ def select_trials(study: optuna.Study, selection: Selection) -> list[optuna.tria
         # The front, then the budgets: the budgets only narrow which front members are taken.
         candidates = candidates[candidates["pareto"]]
     if candidates.empty:
-        raise SelectionError(f"no completed trial of study {study.study_name!r} matches {selection.describe()}")
+        raise SelectionError(f"no completed trial of study {study.name!r} matches {selection.describe()}")
     if selection.best is not None:
         column, ascending = BEST_METRICS[selection.best]
         candidates = candidates.sort_values([column, "trial"], ascending=[ascending, True]).head(1)

@@ -1,5 +1,27 @@
 """bitnas.search: configuration, the driver that owns the study, tracking and reports.
 
-Uses `evaluators` and `spaces`. Import submodules directly (`bitnas.search.driver`); this package
-does not import them eagerly, so `bitnas.search.config` stays light for the CLI.
+Uses `evaluators` and `spaces`. The public API, imported on first use so that
+`bitnas.search.config` stays light for the CLI:
+- `load_config`, `SearchConfig`, `ConfigError`: the validated configuration;
+- `run_search`, `summary_text`, `SearchOutcome`: a search and what it prints;
+- `StudyArchive`: a study as the tools after a search read it (export uses nothing else);
+- `eval_request`: what a worker receives, built from a config.
 """
+
+from importlib import import_module
+
+_EXPORTS = {
+    "load_config": "config", "SearchConfig": "config", "ConfigError": "config",
+    "run_search": "driver", "summary_text": "summary", "SearchOutcome": "summary",
+    "StudyArchive": "studies", "eval_request": "requests",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

@@ -1,7 +1,9 @@
 """The search configuration: embedded defaults, overridden by a YAML file, overridden by flags.
 
 Every key is validated before anything is created; a problem becomes one `ConfigError` line that
-names the key (`training.epochs: Input should be greater than 0 (got -1)`).
+names the key (`training.epochs: Input should be greater than 0 (got -1)`). Validation imports
+neither torch nor Ray nor MLflow. The sections the workers read (training, data, latency, early
+stopping) are the evaluators' own settings classes, so each default is declared once.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bitnas.errors import UserError
-from bitnas.spaces import SpaceConfig, describe_validation_error
+from bitnas.evaluators.settings import DataSettings, EarlyStoppingRule, LatencyConfig, TrainingConfig
 from bitnas.spaces.baselines import BASELINES, SMALL_BASELINES
+from bitnas.spaces.genotype import describe_validation_error
+from bitnas.spaces.space import SpaceConfig
 
 from .objectives import OBJECTIVES
 
@@ -31,46 +35,6 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class TrainingSection(_Section):
-    epochs: float = Field(1.0, gt=0, le=1000)
-    batch_size: int = Field(32, ge=1, le=65536)
-    lr: float = Field(5e-3, gt=0, le=10)
-    # auto: the binary recipe (Adam, no decay, latent weights clipped) for networks with quantized
-    # layers, the standard one (AdamW with decay) for full-precision ones (evaluators/train.py).
-    recipe: Literal["auto", "binary", "standard"] = "auto"
-    warmup_epochs: float = Field(0.1, ge=0, le=100)
-    weight_decay: float = Field(5e-5, ge=0, le=1)
-    grad_clip: float = Field(5.0, ge=0, le=1e6)
-    latent_clip: float = Field(1.0, gt=0, le=1e6)
-    augment: Literal["none", "shift", "shift_flip"] = "none"
-    # BatchNorm statistics recomputed on this many training images before each validation (0: off).
-    bn_recalibration: int = Field(512, ge=0, le=1_000_000)
-    # Distil every trial from a full-precision teacher trained once per (dataset, seed) and cached
-    # under <results>/teachers/ (ReActNet's distributional loss).
-    distill: bool = False
-    distill_alpha: float = Field(1.0, ge=0, le=1)
-    teacher_epochs: float = Field(5.0, gt=0, le=1000)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-
-class DataSection(_Section):
-    """How images are read: resized to `image_size` (null keeps their size) and normalised."""
-
-    image_size: int | None = Field(None, ge=4, le=1024)
-    normalise: Literal["per_channel", "none"] = "per_channel"
-
-
-class EarlyStoppingSection(_Section):
-    """Stop a trial whose validation accuracy after an epoch is below the `percentile` of finished
-    trials' accuracy after the same epoch (evaluators/early_stopping.py). Stopped trials are kept
-    off the Pareto front."""
-
-    enabled: bool = True
-    grace_epochs: int = Field(1, ge=1, le=1000)
-    min_trials: int = Field(4, ge=1, le=100_000)
-    percentile: float = Field(50.0, gt=0, lt=100)
-
-
 class ProxiesSection(_Section):
     """Zero-cost proxies computed at initialisation (evaluators/proxies.py). With `prefilter`, a
     trial whose proxy ranks in the bottom `bottom_fraction` of the trials scored so far is not
@@ -82,13 +46,9 @@ class ProxiesSection(_Section):
     min_trials: int = Field(10, ge=1, le=100_000)
 
 
-class LatencySection(_Section):
-    runs: int = Field(50, ge=30, le=100_000)  # at least 30 runs; 50 by default, as numbers.md advises
-    warmup: int = Field(5, ge=0, le=10_000)
-    threads: int = Field(1, ge=1, le=1024)
-    # Where latency is measured: `cpu` is the packed binary engine; `torch-cpu` / `torch-cuda` /
-    # `onnxruntime` time the model with binary layers simulated in fp32.
-    target: Literal["cpu", "torch-cpu", "torch-cuda", "onnxruntime"] = "cpu"
+class LatencySection(LatencyConfig):
+    """How latency is measured (LatencyConfig, what the worker reads) and where (the driver's business)."""
+
     # A Ray custom resource that only the target device's node offers (`ray start --resources
     # '{"rpi4": 1}'`): trials train wherever Ray places them, and latency is measured on that node.
     resource: str | None = None
@@ -125,8 +85,8 @@ class SearchConfig(_Section):
     dataset: Literal["mnist5k", "digits", "cifar10", "imagefolder"] = "mnist5k"
     # The directory cifar10 (python-pickle batches) or imagefolder (one folder per class) reads.
     data_dir: str | None = None
-    data: DataSection = Field(default_factory=DataSection)
-    early_stopping: EarlyStoppingSection = Field(default_factory=EarlyStoppingSection)
+    data: DataSettings = Field(default_factory=DataSettings)
+    early_stopping: EarlyStoppingRule = Field(default_factory=EarlyStoppingRule)
     proxies: ProxiesSection = Field(default_factory=ProxiesSection)
     # Chosen by benchmarks/search_quality.py at the default budget (20 trials of 1 epoch, 3 seeds):
     # median hypervolume random 691, NSGA-II 668, TPE 636; the guided samplers start from random
@@ -143,7 +103,7 @@ class SearchConfig(_Section):
     # It is fixed (not derived from the trials) so that hypervolumes of different runs compare.
     hypervolume_reference: dict[str, float] = Field(
         default_factory=lambda: {"accuracy": 0.0, "latency_ms": 10.0, "energy_uj": 100.0})
-    training: TrainingSection = Field(default_factory=TrainingSection)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     latency: LatencySection = Field(default_factory=LatencySection)
     # A profile shipped in evaluators/energy_profiles/ by name, or the path of your own YAML profile.
     energy_profile: str = "horowitz45nm"

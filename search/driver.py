@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import optuna
@@ -24,20 +24,20 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from bitnas.errors import RunFailed
-from bitnas.evaluators import (DataOptions, EarlyStoppingRule, EvalRequest, LatencyConfig, Teacher, TrainingConfig,
-                               load_dataset, load_or_train_teacher)
-from bitnas.evaluators.proxies import ProxyPrefilter
+from bitnas.evaluators import load_dataset
+from bitnas.spaces import Genotype
 
-from .config import ConfigError, SearchConfig
+from .config import SearchConfig
 from .interrupts import Interrupts
 from .lease import DriverLease
-from .objectives import Objective, objectives_for
+from .objectives import objectives_for
 from .ray_runtime import RayRuntime
-from .references import evaluate_references
-from .report import format_table, reference_lines
-from .samplers import make_sampler
-from .storage import describe_storage, open_storage, study_names
-from .tracking import StudyTracker, find_trial_run_id, ui_command
+from .references import record_reference, references_to_evaluate
+from .requests import REFERENCE_SEED_BASE, data_options, eval_request, teacher_spec
+from .storage import describe_storage
+from .study import open_study, recover_interrupted_trials
+from .summary import SearchOutcome, energy_sources, format_duration
+from .tracking import StudyTracker
 from .trial_records import Reusable, TrialInFlight, TrialRecorder
 from .views import StudyViews
 
@@ -46,138 +46,29 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-LATENCY_TARGETS = {
-    "cpu": "this CPU with the packed binary engine (XNOR-popcount; full-precision layers in torch)",
-    "torch-cpu": "torch on this CPU (binary layers simulated in fp32)",
-    "torch-cuda": "torch on CUDA (binary layers simulated in fp32)",
-    "onnxruntime": "onnxruntime on this CPU (binary layers simulated in fp32)",
-}
-
-
 class SearchAborted(RunFailed):
     """Too many trials failed; the message carries the last error."""
 
 
 @dataclass
-class SearchOutcome:
-    study: str
-    completed: int
-    failed_this_run: int
-    interrupted: bool
-    frame: pd.DataFrame
-    hypervolume: float
-    seconds: float
-    objectives: list[Objective] = field(default_factory=list)
-    storage: str = ""
-    references: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-
-def _format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def _open_study(config: SearchConfig, objectives: list[Objective], geometry: dict) -> optuna.Study:
-    storage = open_storage(config.results_dir, config.storage)
-    sampler = make_sampler(config.sampler, config.seed)
-    if config.study in study_names(storage):
-        study = optuna.load_study(study_name=config.study, storage=storage, sampler=sampler)
-        recorded = study.user_attrs.get("objectives")
-        if recorded != list(config.objectives):
-            raise ConfigError(f"study {config.study!r} was created with objectives {recorded}, not "
-                              f"{list(config.objectives)}; choose another --study name")
-        if study.user_attrs.get("dataset") != config.dataset:
-            raise ConfigError(f"study {config.study!r} searches dataset {study.user_attrs.get('dataset')!r}, "
-                              f"not {config.dataset!r}; choose another --study name")
-        return study
-    study = optuna.create_study(study_name=config.study, storage=storage, sampler=sampler,
-                                directions=[o.direction for o in objectives])
-    study.set_metric_names(list(config.objectives))
-    study.set_user_attr("objectives", list(config.objectives))
-    study.set_user_attr("dataset", config.dataset)
-    study.set_user_attr("data_seed", config.seed)
-    study.set_user_attr("geometry", geometry)
-    study.set_user_attr("config", config.model_dump(mode="json"))
-    return study
-
-
-def _recover_interrupted_trials(study: optuna.Study, tracker: StudyTracker, recorder: TrialRecorder,
-                                out: Callable[[str], None]) -> None:
-    """Trials left RUNNING by a driver that died can never report back: fail them, mark their
-    MLflow runs KILLED, and queue their networks again (it was not the network's fault)."""
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for trial in stale:
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        if find_trial_run_id(tracker.client, tracker.experiment_id, trial.number):
-            tracker.finish_trial(trial.number, status="KILLED", tags={"bitnas.error": "the search driver stopped"})
-        if trial.params:
-            recorder.requeue(trial.params, retry_of=trial.number, attempt=int(trial.user_attrs.get("attempt", 1)) + 1)
-    if stale:
-        out(f"an earlier search of this study stopped with {len(stale)} trial(s) running: "
-            f"marked them failed and queued their networks again")
-
-
-def _data_options(config: SearchConfig) -> DataOptions:
-    return DataOptions(path=config.data_dir, image_size=config.data.image_size, normalise=config.data.normalise)
-
-
-_TEACHERS: dict[tuple, Teacher] = {}
-
-
-def _teacher(config: SearchConfig) -> Teacher | None:
-    """The distillation teacher, trained once per (dataset, seed) and cached under <results>/teachers/;
-    held here so that every request of this driver carries the same one."""
-    if not config.training.distill:
-        return None
-    key = (str(config.results_dir), config.dataset, config.seed, config.training.teacher_epochs, _data_options(config))
-    if key not in _TEACHERS:
-        _TEACHERS[key] = load_or_train_teacher(config.results_dir, config.dataset, config.seed,
-                                               epochs=config.training.teacher_epochs, options=_data_options(config))
-    return _TEACHERS[key]
-
-
-def _prefilter(config: SearchConfig, proxy_scores: list[float]) -> ProxyPrefilter | None:
-    """With `proxies.prefilter`: skip networks whose proxy is below the `bottom_fraction` quantile of
-    the scores so far (none skipped until `min_trials` have been scored)."""
-    proxies = config.proxies
-    if not proxies.prefilter:
-        return None
-    threshold = None
-    if len(proxy_scores) >= proxies.min_trials:
-        ordered = sorted(proxy_scores)
-        threshold = ordered[min(len(ordered) - 1, int(proxies.bottom_fraction * len(ordered)))]
-    return ProxyPrefilter(proxy=proxies.proxy, threshold=threshold)
-
-
-def _request(config: SearchConfig, trial_number: int, peer_curves: tuple[tuple[float, ...], ...] = (),
-             proxy_scores: list[float] | None = None) -> EvalRequest:
-    """What one evaluation needs. `peer_curves`: per-epoch validation accuracy of the trials finished
-    so far, from which the worker decides to stop early (it never talks to the study);
-    `proxy_scores`: earlier trials' zero-cost proxy, for the optional pre-filter."""
-    early = config.early_stopping
-    return EvalRequest(
-        prefilter=_prefilter(config, proxy_scores or []),
-        dataset=config.dataset, data_seed=config.seed, seed=config.seed * 100_003 + trial_number,
-        data=_data_options(config), teacher=_teacher(config), peer_curves=peer_curves,
-        early_stopping=EarlyStoppingRule(enabled=early.enabled, grace_epochs=early.grace_epochs,
-                                         min_trials=early.min_trials, percentile=early.percentile)
-        if early.enabled and peer_curves else None,
-        training=TrainingConfig(**config.training.model_dump()),
-        # where the measurement runs (resource, timeout) is the driver's business, not the worker's
-        latency=LatencyConfig(**config.latency.model_dump(exclude={"resource", "timeout_s"})),
-        energy_profile=config.energy_profile, energy_meter=config.energy_meter,
-    )
+class ReferenceInFlight:
+    name: str
+    genotype: Genotype
+    started: float
 
 
 class _SearchLoop:
     """One run of the driver: keeps `workers` evaluations in flight until the study has
-    `trials` completed trials."""
+    `trials` completed trials. Reference architectures not yet evaluated are first in the queue and
+    take worker slots like trials; they never hold the trials back."""
 
     def __init__(self, config: SearchConfig, study: optuna.Study, recorder: TrialRecorder, views: StudyViews,
-                 lease: DriverLease, geometry: dict, out: Callable[[str], None]):
+                 tracker: StudyTracker, lease: DriverLease, geometry: dict, out: Callable[[str], None]):
         self.config, self.study, self.recorder, self.views = config, study, recorder, views
-        self.lease, self.geometry, self.out = lease, geometry, out
+        self.tracker, self.lease, self.geometry, self.out = tracker, lease, geometry, out
         self.pending: dict = {}                        # Ray ref -> TrialInFlight
+        self.references: dict = {}                     # Ray ref -> ReferenceInFlight
+        self.reference_queue = list(references_to_evaluate(config.references, geometry, study).items())
         self.waiting: dict[str, list[TrialInFlight]] = {}  # genotype hash -> trials waiting on an identical one
         completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         self.known = {t.user_attrs["genotype_hash"]: Reusable(t.number, dict(t.user_attrs)) for t in completed
@@ -200,13 +91,18 @@ class _SearchLoop:
         return self.completed_before + self.finished
 
     def in_flight(self) -> int:
+        """Trials dispatched or waiting on an identical network (references not counted)."""
         return len(self.pending) + sum(len(w) for w in self.waiting.values())
+
+    def busy(self) -> int:
+        """Worker slots taken."""
+        return len(self.pending) + len(self.references)
 
     def run(self, runtime: RayRuntime, remote_evaluate, interrupts: Interrupts) -> None:
         ready: list = []
         while True:
             self.lease.refresh()
-            if self.completed() >= self.config.trials and not self.in_flight():
+            if self.completed() >= self.config.trials and not self.in_flight() and not self.references:
                 self._announce()
                 return
             # Workers whose trial just finished get their next one before the driver records the
@@ -216,15 +112,41 @@ class _SearchLoop:
             self._fill(remote_evaluate, interrupts, finishing=len(ready))
             for ref in ready:
                 with interrupts.shielded():  # recorded in storage and MLflow, or still pending
-                    self._collect(runtime, remote_evaluate, ref)
+                    if ref in self.references:
+                        self._collect_reference(runtime, ref)
+                    else:
+                        self._collect(runtime, remote_evaluate, ref)
             self._announce()
-            ready, _ = runtime.wait(list(self.pending), timeout=1.0)
+            ready, _ = runtime.wait([*self.pending, *self.references], timeout=1.0)
 
     def _fill(self, remote_evaluate, interrupts: Interrupts, finishing: int) -> None:
-        """Ask and dispatch trials while a worker is free and the budget allows."""
-        while len(self.pending) - finishing < self.config.workers and self.completed() + self.in_flight() < self.config.trials:
+        """Dispatch references, then ask and dispatch trials, while a worker is free (and, for
+        trials, the budget allows)."""
+        while self.reference_queue and self.busy() - finishing < self.config.workers:
+            self._dispatch_reference(remote_evaluate)
+        while self.busy() - finishing < self.config.workers and self.completed() + self.in_flight() < self.config.trials:
             with interrupts.shielded():  # asked and dispatched (or resolved), or not asked at all
                 self._ask_and_dispatch(remote_evaluate)
+
+    def _dispatch_reference(self, remote_evaluate) -> None:
+        name, genotype = self.reference_queue.pop(0)
+        # Each reference's training seed is its own negative offset, apart from every trial's.
+        request = eval_request(self.config, REFERENCE_SEED_BASE - self.config.references.index(name))
+        ref = remote_evaluate.remote(genotype.to_json(), request, self.config.plugins)
+        self.references[ref] = ReferenceInFlight(name, genotype, time.monotonic())
+
+    def _collect_reference(self, runtime: RayRuntime, ref) -> None:
+        """Record a finished reference; one that fails is reported and skipped, the search goes on."""
+        item = self.references.pop(ref)
+        try:
+            result = runtime.get(ref)
+        except Exception as error:  # noqa: BLE001 - a reference that fails does not stop the search
+            self.out(f"[ref] {item.name} failed: {runtime.describe_error(error)}")
+            return
+        record_reference(self.study, self.tracker, item.name, item.genotype, result)
+        self.out(f"[ref] {item.name:<22} " + "  ".join(f"{k} {result.metrics[k]:.4g}" for k in
+                                                      ("val_accuracy", "latency_ms", "energy_uj"))
+                 + f"  ({time.monotonic() - item.started:.1f}s)")
 
     def _ask_and_dispatch(self, remote_evaluate) -> None:
         trial = self.study.ask()
@@ -242,7 +164,8 @@ class _SearchLoop:
             self._dispatch(remote_evaluate, item)
 
     def _dispatch(self, remote_evaluate, item: TrialInFlight) -> None:
-        request = _request(self.config, item.trial.number, tuple(self.curves), self.proxy_scores)
+        request = eval_request(self.config, item.trial.number, peer_curves=tuple(self.curves),
+                               proxy_scores=self.proxy_scores)
         self.pending[remote_evaluate.remote(item.genotype.to_json(), request, self.config.plugins)] = item
 
     def _collect(self, runtime: RayRuntime, remote_evaluate, ref) -> None:
@@ -301,12 +224,14 @@ class _SearchLoop:
         for done, number, shown, note in self.unannounced:
             eta = elapsed / self.finished * max(0, self.config.trials - done)
             self.out(f"[{done:>{width}}/{self.config.trials}] trial {number:<3} {shown}  ({note})  "
-                     f"pareto {int(self.frame['pareto'].sum())}  elapsed {_format_duration(elapsed)}  "
-                     f"eta {_format_duration(eta)}")
+                     f"pareto {int(self.frame['pareto'].sum())}  elapsed {format_duration(elapsed)}  "
+                     f"eta {format_duration(eta)}")
         self.unannounced.clear()
 
     def abandon(self, runtime: RayRuntime) -> None:
         """Trials still in flight can never report back to this driver: fail them, never leave them RUNNING."""
+        for ref in self.references:
+            runtime.cancel(ref)
         for ref, item in self.pending.items():
             runtime.cancel(ref)
             self.recorder.failure(item, "interrupted: the search was stopped", status="KILLED")
@@ -314,6 +239,7 @@ class _SearchLoop:
             for item in waiters:
                 self.recorder.failure(item, "interrupted: the search was stopped", status="KILLED")
         self.pending.clear()
+        self.references.clear()
         self.waiting.clear()
 
 
@@ -330,41 +256,47 @@ def _start_ray(config: SearchConfig, tracker: StudyTracker, out: Callable[[str],
 def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> SearchOutcome:
     started = time.monotonic()
     objectives = objectives_for(config.objectives)
-    data = load_dataset(config.dataset, config.seed, _data_options(config))
+    data = load_dataset(config.dataset, config.seed, data_options(config))
     geometry = {"input_size": data.input_size, "in_channels": data.in_channels, "num_classes": data.num_classes}
     config.results_dir.mkdir(parents=True, exist_ok=True)
-    study = _open_study(config, objectives, geometry)
+    study = open_study(config, objectives, geometry)
     lease = DriverLease(study)
     lease.acquire()
     storage_name = describe_storage(config.results_dir, config.storage)
     try:
+        # What this run trains with, so that an export rebuilds the same request.
+        study.set_user_attr("config", config.model_dump(mode="json"))
         tracker = StudyTracker(config.results_dir, config.study, config.model_dump(mode="json"), list(config.objectives))
         tracker.set_study_tags({"bitnas.sampler": config.sampler, "bitnas.dataset": config.dataset,
                                 "bitnas.trials_target": str(config.trials), "bitnas.target": config.latency.target,
                                 "bitnas.storage": storage_name})
         recorder = TrialRecorder(study, tracker, objectives, config)
         views = StudyViews(study, tracker, objectives, config)
-        _recover_interrupted_trials(study, tracker, recorder, out)
-        loop = _SearchLoop(config, study, recorder, views, lease, geometry, out)
+        recover_interrupted_trials(study, tracker, recorder, out)
+        loop = _SearchLoop(config, study, recorder, views, tracker, lease, geometry, out)
+
+        def outcome(completed: int, failed: int, interrupted: bool, frame, volume) -> SearchOutcome:
+            return SearchOutcome(config.study, completed, failed, interrupted, frame, volume,
+                                 time.monotonic() - started, objectives, storage_name, views.references,
+                                 energy_sources(study))
+
         out(f"study {config.study!r} in {storage_name}: {loop.completed_before}/{config.trials} trials completed; "
             f"space of {config.space.size():,} genotypes; objectives "
             f"{', '.join(f'{o.name} ({o.direction[:3]})' for o in objectives)}")
-        if loop.completed_before >= config.trials:
+        if loop.completed_before >= config.trials and not loop.reference_queue:
             out(f"nothing to do: the study already has {loop.completed_before} completed trials (raise --trials to continue)")
             frame, volume = views.refresh(final=True)
             tracker.finish()
-            return SearchOutcome(config.study, loop.completed_before, 0, False, frame, volume,
-                                 time.monotonic() - started, objectives, storage_name, views.references)
+            return outcome(loop.completed_before, 0, False, frame, volume)
         interrupted = False
         runtime = _start_ray(config, tracker, out)
-        remote_evaluate = runtime.remote_evaluate(config.latency.timeout_s)
+        remote_evaluate = runtime.remote_evaluate(config.latency.timeout_s, teacher_spec(config))
+        if loop.reference_queue:
+            out(f"reference architecture(s), evaluated with the trials' budget in the same worker pool: "
+                f"{', '.join(name for name, _ in loop.reference_queue)}")
         views.refresh()
         try:
             with Interrupts() as interrupts:
-                evaluate_references(config.references, geometry, study, tracker, runtime, remote_evaluate,
-                                    lambda offset: _request(config, offset), config.plugins, interrupts, out)
-                views.refresh(final=True)
-                loop.started = time.monotonic()  # elapsed and ETA count the trials, not the references
                 loop.run(runtime, remote_evaluate, interrupts)
         except KeyboardInterrupt:
             interrupted = True
@@ -375,26 +307,6 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
             frame, volume = views.refresh(final=True)
             aborted = loop.failures > config.max_failures
             tracker.finish("KILLED" if interrupted else ("FAILED" if aborted else "FINISHED"))
-        return SearchOutcome(config.study, loop.completed(), loop.failures, interrupted, frame, volume,
-                             time.monotonic() - started, objectives, storage_name, views.references)
+        return outcome(loop.completed(), loop.failures, interrupted, frame, volume)
     finally:
         lease.release()
-
-
-def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
-    results = config.results_dir
-    storage_flag = f" --storage {outcome.storage}" if config.storage else ""
-    lines = [
-        "",
-        f"Pareto front of study {outcome.study!r} ({int(outcome.frame['pareto'].sum())} of {len(outcome.frame)} "
-        f"completed trials; hypervolume {outcome.hypervolume:.4g}; {_format_duration(outcome.seconds)} wall time):",
-        format_table(outcome.frame, outcome.objectives),
-        "",
-        *reference_lines(outcome.references, outcome.objectives),
-        f"latency: {LATENCY_TARGETS.get(config.latency.target, config.latency.target)}, batch 1, "
-        f"{config.latency.threads} thread(s); energy: analytic, Horowitz 45 nm MACs",
-        (f"open the MLflow UI:  {config.tracking_uri} (the tracking server this search logged to)"
-         if config.tracking_uri else f"open the MLflow UI:  {ui_command(results)}"),
-        f"export the front:    bitnas export --study {outcome.study} --results {results}{storage_flag}",
-    ]
-    return "\n".join(lines)

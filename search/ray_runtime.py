@@ -64,16 +64,21 @@ def _release_freed_memory() -> None:
 
 
 def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...], latency_resource: str | None = None,
-                      latency_timeout_s: float = 600.0):
+                      latency_timeout_s: float = 600.0, teacher=None):
     """The Ray task: import the user's plugins, evaluate, and say which Ray node did it. With a
     `latency_resource`, training happens here and the latency is measured by a second task on the
-    node that offers that resource (the target device), within `latency_timeout_s`."""
+    node that offers that resource (the target device), within `latency_timeout_s`. `teacher`: the
+    study's distillation teacher, passed as an object reference that Ray resolves from its object
+    store (one copy per node, not one per request)."""
+    import dataclasses
     import importlib
 
-    from bitnas.evaluators import evaluate
+    from bitnas.evaluators.evaluate import evaluate
 
     for name in plugins:
         importlib.import_module(name)
+    if teacher is not None:
+        request = dataclasses.replace(request, teacher=teacher)
     result = evaluate(genotype_json, request, measure_here=latency_resource is None)
     _release_freed_memory()
     result.node = _node_name()
@@ -91,14 +96,21 @@ def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...], lat
     return result
 
 
+def _train_teacher(spec):
+    """The Ray task that loads the study's teacher from its cache, or trains and caches it."""
+    return spec.load_or_train()
+
+
 class _Evaluator:
     """Submits evaluations: `.remote(genotype_json, request, plugins)` -> a Ray object ref."""
 
-    def __init__(self, task, latency_resource: str | None, latency_timeout_s: float):
+    def __init__(self, task, latency_resource: str | None, latency_timeout_s: float, teacher=None):
         self.task, self.latency_resource, self.latency_timeout_s = task, latency_resource, latency_timeout_s
+        self.teacher = teacher  # an object reference, or None
 
     def remote(self, genotype_json: str, request, plugins: tuple[str, ...]):
-        return self.task.remote(genotype_json, request, plugins, self.latency_resource, self.latency_timeout_s)
+        return self.task.remote(genotype_json, request, plugins, self.latency_resource, self.latency_timeout_s,
+                                self.teacher)
 
 
 class RayRuntime:
@@ -146,11 +158,17 @@ class RayRuntime:
                 raise RayUnavailable(f"{what} {name}={amount:g} but no node of the Ray cluster offers it "
                                      f"(the cluster has {offered})")
 
-    def remote_evaluate(self, latency_timeout_s: float = 600.0) -> _Evaluator:
+    def remote_evaluate(self, latency_timeout_s: float = 600.0, teacher_spec=None) -> _Evaluator:
+        """The evaluation task. With a `teacher_spec`, the teacher is trained (or read from its
+        cache) once, as a Ray task, and every evaluation receives that one result."""
         # Ray does not retry on its own: the driver decides, and records each attempt as a trial.
         # The task name is the worker's process title while it runs: `ray::evaluate_trial`.
         task = ray.remote(max_retries=0, name="evaluate_trial", **self.task_options)(_evaluate_on_node)
-        return _Evaluator(task, self.latency_resource, latency_timeout_s)
+        teacher = None
+        if teacher_spec is not None:
+            teacher = ray.remote(max_retries=0, name="train_teacher", **self.task_options)(_train_teacher).remote(
+                teacher_spec)
+        return _Evaluator(task, self.latency_resource, latency_timeout_s, teacher)
 
     @staticmethod
     def wait(refs: list, timeout: float) -> tuple[list, list]:

@@ -14,6 +14,8 @@ from typing import Iterable
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from bitnas.errors import UserError
+
 ROLE_TAG, STUDY_TAG, TRIAL_TAG = "bitnas.role", "bitnas.study", "bitnas.trial_number"
 PARENT_TAG = "mlflow.parentRunId"
 PARETO_TAG = "pareto"  # "true" on the runs of the current Pareto front, "false" on other completed trials
@@ -120,6 +122,22 @@ class StudyTracker:
             self._log_files(run_id, files)
         self.client.set_terminated(run_id, status)
 
+    def has_trial_run(self, number: int) -> bool:
+        return find_trial_run_id(self.client, self.experiment_id, number) is not None
+
+    def record_reference(self, name: str, *, genotype_json: str, genotype_short: str, genotype_hash: str,
+                         metrics: dict[str, float], epoch_accuracy: list[float], cost_csv: str) -> None:
+        """The reference architecture's run (tagged `bitnas.role = reference`), made once per study."""
+        found = self.client.search_runs(
+            [self.experiment_id], f"tags.`{ROLE_TAG}` = 'reference' AND tags.`bitnas.reference` = '{name}'",
+            max_results=1)
+        run_id = found[0].info.run_id if found else self.client.create_run(
+            self.experiment_id, run_name=f"reference-{name}",
+            tags={ROLE_TAG: "reference", STUDY_TAG: self.study, PARENT_TAG: self.parent_id, "bitnas.reference": name,
+                  "bitnas.genotype": genotype_short[:5000], "bitnas.genotype_hash": genotype_hash}).info.run_id
+        self.finish_trial_run(run_id, status="FINISHED", metrics=metrics, epoch_accuracy=epoch_accuracy,
+                              files={"genotype.json": genotype_json, "costs.csv": cost_csv})
+
     def _log_files(self, run_id: str, files: dict[str, bytes | str]) -> None:
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
@@ -175,3 +193,37 @@ class StudyTracker:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_id, status)
+
+
+class TrialArtifacts:
+    """Read side of a study's MLflow store, for export: the trained weights of a trial, and the
+    model registry. Opens no run and changes nothing until `register` is called."""
+
+    def __init__(self, results: Path, study: str, configured: str | None):
+        if not configured and not (results / DB_NAME).is_file():
+            raise UserError(f"no MLflow store at {results / DB_NAME}: the trained weights are kept there")
+        self.client = MlflowClient(tracking_uri(results, configured))
+        self.study = study
+        experiment = self.client.get_experiment_by_name(study)
+        self.experiment_id = experiment.experiment_id if experiment else None
+
+    @property
+    def uri(self) -> str:
+        return self.client.tracking_uri
+
+    def run_id(self, trial_number: int) -> str:
+        run_id = find_trial_run_id(self.client, self.experiment_id, trial_number) if self.experiment_id else None
+        if run_id is None:
+            raise UserError(f"no MLflow run for trial {trial_number} of study {self.study!r}")
+        return run_id
+
+    def weights(self, trial_number: int, into: Path) -> Path:
+        """Download the trial's `weights.safetensors` into `into`; one line naming what is missing."""
+        from mlflow.exceptions import MlflowException
+
+        run_id = self.run_id(trial_number)
+        try:
+            return Path(self.client.download_artifacts(run_id, "weights.safetensors", str(into)))
+        except (MlflowException, OSError) as error:
+            raise UserError(f"trial {trial_number}: its trained weights (weights.safetensors) cannot be read from "
+                            f"{self.uri}: {str(error).strip().splitlines()[0][:200]}") from None

@@ -91,7 +91,9 @@ class TrialRecorder:
         return constraints
 
     def success(self, item: TrialInFlight, result) -> Reusable:
-        shared = {"latency": result.latency, "energy_source": result.energy_source, "node": result.node}
+        shared = {"latency": result.latency, "energy_source": result.energy_source, "node": result.node,
+                  # What the worker trained with: export rebuilds it and can check (StudyArchive.request).
+                  "request_fingerprint": result.request_fingerprint}
         for key, value in shared.items():
             item.trial.set_user_attr(key, value)
         # Time inside the worker, to tell evaluation from orchestration (benchmarks/scaling.py).

@@ -1,19 +1,33 @@
 """bitnas.spaces: genotypes, the blocks and quantizers they name, the builder and the cost counter,
 the search space, and the reference networks as genotypes.
 
-Uses neither `evaluators` nor `search`.
+Uses neither `evaluators` nor `search`. Names are imported on first use: validating a genotype or a
+space (genotype, space, catalog, baselines) needs no torch, and the CLI answers bad input before
+the seconds torch takes to import.
 """
 
-from .baselines import BASELINES, SMALL_BASELINES, baseline_genotype, small_baselines
-from .blocks import BLOCK_INFO, BLOCKS, register_block
-from .builder import build_model
-from .costs import CostReport, LayerCost, count_costs, genotype_costs
-from .genotype import Genotype, GenotypeError, StageSpec, describe_validation_error
-from .quantizers import QUANTIZERS
-from .space import SpaceConfig, StageChoices
+from importlib import import_module
 
-__all__ = [
-    "BASELINES", "BLOCKS", "BLOCK_INFO", "QUANTIZERS", "SMALL_BASELINES", "CostReport", "Genotype", "GenotypeError",
-    "LayerCost", "SpaceConfig", "StageChoices", "StageSpec", "baseline_genotype", "build_model", "count_costs",
-    "describe_validation_error", "genotype_costs", "register_block", "small_baselines",
-]
+# public name -> submodule that defines it
+_EXPORTS = {
+    "BASELINES": "baselines", "SMALL_BASELINES": "baselines", "baseline_genotype": "baselines",
+    "small_baselines": "baselines",
+    "BLOCK_INFO": "catalog", "BIT_WIDTHS": "catalog", "DOWNSAMPLES": "catalog", "BlockInfo": "catalog",
+    "BLOCKS": "blocks", "register_block": "blocks",
+    "build_model": "builder",
+    "CostReport": "costs", "LayerCost": "costs", "count_costs": "costs", "genotype_costs": "costs",
+    "Genotype": "genotype", "GenotypeError": "genotype", "StageSpec": "genotype",
+    "describe_validation_error": "genotype",
+    "QUANTIZERS": "quantizers",
+    "SpaceConfig": "space", "StageChoices": "space",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

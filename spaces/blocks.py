@@ -2,8 +2,8 @@
 keyword options its registry entry declares to a module.
 
 The registry is the single place a stage's `block` name is resolved: `BLOCKS[name]` is the factory,
-`BLOCK_INFO[name]` says which bit widths and stage options the block takes, so that a genotype is
-validated before torch ever sees it. The contract test runs every entry forward and backward.
+`BLOCK_INFO[name]` (spaces/catalog.py, which needs no torch) says which bit widths and stage options
+the block takes, so that a genotype is validated before torch is even imported. The contract test runs every entry forward and backward.
 
 The "float" and "binary" blocks keep their module attributes (`conv`, `bn`, `act` /
 `threshold`, `conv`, `bn`, `shortcut`): the packed inference engine compiles them by class.
@@ -11,15 +11,14 @@ The "float" and "binary" blocks keep their module attributes (`conv`, `bn`, `act
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
 from .layers import ChannelShuffle, LearnableThreshold, QuantConv2d, RPReLU, SqueezeExcite, fp_conv
+from .catalog import BLOCK_INFO, DOWNSAMPLES, OPTIONS, BlockInfo  # noqa: F401 - re-exported
 from .quantizers import (
-    BIT_WIDTHS,
     RSign,
     ScaledSignWeights,
     SignSTE,
@@ -29,54 +28,35 @@ from .quantizers import (
 )
 
 BlockFactory = Callable[..., nn.Module]
+# name -> factory; every name here has its metadata in catalog.BLOCK_INFO.
 BLOCKS: dict[str, BlockFactory] = {}
-
-# Stage options a block may declare (the other stage fields, width/depth/stride/kernel, every block takes).
-OPTIONS = ("expansion", "se", "groups", "downsample")
-DOWNSAMPLES = ("fp", "binary", "maxpool")
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    """What a registered block accepts; the genotype validator and the space decoder read it."""
-
-    name: str
-    summary: str
-    weight_bits: tuple[int, ...] = (32,)      # allowed weight widths; the first is the default
-    activation_bits: tuple[int, ...] = (32,)  # allowed activation widths; the first is the default
-    options: tuple[str, ...] = ()             # which of OPTIONS the block reads
-    dense: bool = False                       # grows channels inside a stage (see builder.stage_plan)
-
-    @property
-    def default_bits(self) -> tuple[int, int]:
-        return self.weight_bits[0], self.activation_bits[0]
-
-
-BLOCK_INFO: dict[str, BlockInfo] = {}
 
 
 def register_block(name: str, *, summary: str = "", weight_bits: tuple[int, ...] = (32,),
                    activation_bits: tuple[int, ...] = (32,), options: tuple[str, ...] = (),
                    dense: bool = False) -> Callable[[BlockFactory], BlockFactory]:
-    unknown = [option for option in options if option not in OPTIONS]
-    if unknown:
-        raise ValueError(f"block {name!r}: unknown option {unknown[0]!r}; known: {', '.join(OPTIONS)}")
+    """A plugin's block: its metadata (checked now) and its factory, under a new name."""
+    if name in BLOCK_INFO:
+        raise ValueError(f"block {name!r} registered twice")
 
     def add(factory: BlockFactory) -> BlockFactory:
-        if name in BLOCKS:
-            raise ValueError(f"block {name!r} registered twice")
+        info = BlockInfo(name, summary or (factory.__doc__ or "").split("\n")[0], weight_bits, activation_bits,
+                         options, dense)
+        BLOCK_INFO[name] = info
         BLOCKS[name] = factory
-        BLOCK_INFO[name] = BlockInfo(name, summary or (factory.__doc__ or "").split("\n")[0], weight_bits,
-                                     activation_bits, options, dense)
         return factory
 
     return add
 
 
-# 1-bit-first orders: a binary block defaults to 1/1, a compact one to 32/32.
-_BINARY_FIRST = (1, 2, 4, 8, 32)
-_FLOAT_FIRST = (32, 8, 4, 2, 1)
-assert sorted(_BINARY_FIRST) == sorted(BIT_WIDTHS)
+def _builds(name: str) -> Callable[[BlockFactory], BlockFactory]:
+    """The factory of a built-in block, whose metadata the catalog declares."""
+    def add(factory: BlockFactory) -> BlockFactory:
+        assert name in BLOCK_INFO and name not in BLOCKS, name
+        BLOCKS[name] = factory
+        return factory
+
+    return add
 
 
 def qconv(in_channels: int, out_channels: int, kernel: int, stride: int = 1, *, groups: int = 1,
@@ -144,7 +124,7 @@ def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int) -
 
 
 # --- the two original blocks (attributes fixed: the inference engine compiles them) -----------
-@register_block("float", summary="conv-BN-ReLU in 32-bit floats")
+@_builds("float")
 class FloatConvBlock(nn.Module):
     """conv k x k -> BN -> ReLU, all in 32-bit floats."""
 
@@ -158,8 +138,7 @@ class FloatConvBlock(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
-@register_block("binary", summary="Bi-Real block: threshold, sign, 1-bit conv, BN, real shortcut",
-                weight_bits=(1,), activation_bits=(1,))
+@_builds("binary")
 class BinaryConvBlock(nn.Module):
     """Bi-Real Net block: learnable threshold -> sign -> binary k x k conv -> BN, plus a shortcut.
 
@@ -185,8 +164,7 @@ class BinaryConvBlock(nn.Module):
 
 
 # --- binary network blocks --------------------------------------------------------------------
-@register_block("xnor", summary="XNOR-Net basic block: 2 x (BN, sign, scaled 1-bit conv), shortcut around the pair",
-                weight_bits=_BINARY_FIRST, activation_bits=_BINARY_FIRST, options=("downsample",))
+@_builds("xnor")
 class XnorBlock(nn.Module):
     """XNOR-Net's ResNet basic block: BN -> sign -> binary conv, twice, with one real shortcut
     around the pair (XNOR-Net's alpha = mean|w| per output channel; the activation scale K is
@@ -207,8 +185,7 @@ class XnorBlock(nn.Module):
         return self.bn3(self.conv2(self.bn2(self.conv1(self.bn1(x))))) + self.shortcut(x)
 
 
-@register_block("reactnet", summary="ReActNet block: RSign, 1-bit kxk and 1x1 convs, RPReLU, duplicated 1x1 when widening",
-                weight_bits=_BINARY_FIRST, activation_bits=_BINARY_FIRST, options=("downsample",))
+@_builds("reactnet")
 class ReActBlock(nn.Module):
     """ReActNet-A block (MobileNetV1 layout): RSign -> binary k x k conv (in -> in, stride) -> BN,
     + shortcut (AvgPool where strided) -> RPReLU; then RSign -> binary 1x1 -> BN + shortcut -> RPReLU.
@@ -244,8 +221,7 @@ class ReActBlock(nn.Module):
         return self.act_1x1(out)
 
 
-@register_block("quicknet", summary="QuickNet residual block: sign, 1-bit conv, ReLU, BN, shortcut",
-                weight_bits=_BINARY_FIRST, activation_bits=_BINARY_FIRST, options=("downsample",))
+@_builds("quicknet")
 class QuickNetBlock(nn.Module):
     """QuickNet (larq zoo) residual block: sign -> binary k x k conv (unscaled sign weights) ->
     ReLU -> BN, added to the shortcut. ReLU before BN is QuickNet's choice: it keeps the block's
@@ -278,8 +254,7 @@ class _Transition(nn.Module):
         return self.conv(self.act(self.pool(self.bn(x))))
 
 
-@register_block("binary_dense", summary="BinaryDenseNet dense layer: BN, sign, 1-bit conv, concatenate",
-                weight_bits=_BINARY_FIRST, activation_bits=_BINARY_FIRST, dense=True)
+@_builds("binary_dense")
 class BinaryDenseBlock(nn.Module):
     """BinaryDenseNet: (transition where the stage starts) -> BN -> sign -> binary k x k conv
     producing `growth` new channels, concatenated to its input. in -> in + growth channels.
@@ -319,8 +294,7 @@ class BinaryDenseBlock(nn.Module):
         return x
 
 
-@register_block("melius", summary="MeliusNet dense block + improvement block (1-bit), FP transitions",
-                weight_bits=_BINARY_FIRST, activation_bits=_BINARY_FIRST, dense=True)
+@_builds("melius")
 class MeliusBlock(BinaryDenseBlock):
     """MeliusNet: a dense block (adds `growth` channels) followed by an improvement block, a
     second binary conv over all channels whose output is added to the newest `growth` channels,
@@ -330,8 +304,7 @@ class MeliusBlock(BinaryDenseBlock):
 
 
 # --- compact blocks ---------------------------------------------------------------------------
-@register_block("dwsep", summary="depthwise-separable: depthwise kxk, BN, ReLU, pointwise 1x1, BN, ReLU",
-                weight_bits=_FLOAT_FIRST, activation_bits=_FLOAT_FIRST)
+@_builds("dwsep")
 class DepthwiseSeparableBlock(nn.Module):
     """MobileNetV1: depthwise k x k (stride) -> BN -> ReLU -> pointwise 1x1 -> BN -> ReLU."""
 
@@ -349,8 +322,7 @@ class DepthwiseSeparableBlock(nn.Module):
         return self.act(self.bn2(self.pointwise(self.act(self.bn1(self.depthwise(x))))))
 
 
-@register_block("mbconv", summary="MBConv inverted residual: 1x1 expand, depthwise kxk, optional SE, 1x1 project",
-                weight_bits=_FLOAT_FIRST, activation_bits=_FLOAT_FIRST, options=("expansion", "se"))
+@_builds("mbconv")
 class InvertedResidualBlock(nn.Module):
     """MobileNetV2 / EfficientNet MBConv: 1x1 expand (x expansion; skipped at 1) -> BN -> ReLU6
     -> depthwise k x k (stride) -> BN -> ReLU6 -> [squeeze-excitation] -> 1x1 project -> BN,
@@ -376,8 +348,7 @@ class InvertedResidualBlock(nn.Module):
         return out + x if self.residual else out
 
 
-@register_block("shuffle", summary="grouped 1x1, channel shuffle, depthwise kxk, grouped 1x1, shortcut",
-                weight_bits=_FLOAT_FIRST, activation_bits=_FLOAT_FIRST, options=("groups", "downsample"))
+@_builds("shuffle")
 class ShuffleBlock(nn.Module):
     """ShuffleNet unit: grouped 1x1 (in -> out) -> BN -> ReLU -> channel shuffle -> depthwise
     k x k (stride) -> BN -> grouped 1x1 -> BN, + shortcut -> ReLU. `groups` must divide both
@@ -398,3 +369,7 @@ class ShuffleBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.body(x) + self.shortcut(x))
+
+
+_unbuilt = sorted(set(BLOCK_INFO) - set(BLOCKS))
+assert not _unbuilt, f"catalog blocks without a factory: {_unbuilt}"

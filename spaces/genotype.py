@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bitnas.errors import UserError
 
-from .blocks import BLOCK_INFO, BLOCKS
+from .catalog import BLOCK_INFO
 
 GENOTYPE_VERSION = 2
 MAX_GROUPS = 64
@@ -72,8 +72,8 @@ class StageSpec(_Frozen):
 
     @model_validator(mode="after")
     def _fits_block(self) -> StageSpec:
-        if self.block not in BLOCKS:
-            raise FieldProblem("block", f"unknown block {self.block!r}; known blocks: {', '.join(sorted(BLOCKS))}")
+        if self.block not in BLOCK_INFO:
+            raise FieldProblem("block", f"unknown block {self.block!r}; known blocks: {', '.join(sorted(BLOCK_INFO))}")
         info = BLOCK_INFO[self.block]
         for field, allowed in (("weight_bits", info.weight_bits), ("activation_bits", info.activation_bits)):
             if getattr(self, field) not in allowed:

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-BIT_WIDTHS = (1, 2, 4, 8, 32)
+from .catalog import BIT_WIDTHS  # noqa: E402,F401 - the widths every quantizer family covers
 
 
 def _binary(x: torch.Tensor) -> torch.Tensor:

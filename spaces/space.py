@@ -27,9 +27,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .blocks import BLOCK_INFO, BLOCKS, DOWNSAMPLES
+from .catalog import BIT_WIDTHS, BLOCK_INFO, DOWNSAMPLES
 from .genotype import FieldProblem, Genotype, StageSpec
-from .quantizers import BIT_WIDTHS
 
 
 class StageChoices(BaseModel):
@@ -96,9 +95,9 @@ class SpaceConfig(BaseModel):
     @field_validator("blocks")
     @classmethod
     def _known_blocks(cls, blocks: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [b for b in blocks if b not in BLOCKS]
+        unknown = [b for b in blocks if b not in BLOCK_INFO]
         if unknown:
-            raise ValueError(f"unknown block {unknown[0]!r}; known blocks: {', '.join(sorted(BLOCKS))}")
+            raise ValueError(f"unknown block {unknown[0]!r}; known blocks: {', '.join(sorted(BLOCK_INFO))}")
         return blocks
 
     @field_validator("kernels", "stem_kernels")

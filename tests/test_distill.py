@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from bitnas.evaluators import (DataOptions, TrainingConfig, accuracy, distributional_loss, load_dataset,
-                               load_or_train_teacher, train)
+                               load_or_train_teacher)
+from bitnas.evaluators.train import train
 from bitnas.spaces import Genotype, StageSpec, build_model
 
 

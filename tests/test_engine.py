@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from bitnas.evaluators import TrainingConfig, load_dataset, train
+from bitnas.evaluators import TrainingConfig, load_dataset
+from bitnas.evaluators.train import train
 from bitnas.evaluators.engine import (EngineInputError, binary_conv2d, compile_model, pack_activations,
                                       pack_weight_signs, packed_words)
 from bitnas.spaces import Genotype, build_model

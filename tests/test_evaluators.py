@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from bitnas.evaluators import DatasetError, LatencyConfig, TrainingConfig, accuracy, load_dataset, measure_latency, train
+from bitnas.evaluators import DatasetError, LatencyConfig, TrainingConfig, accuracy, load_dataset, measure_latency
+from bitnas.evaluators.train import train
 from bitnas.spaces import Genotype, StageSpec, build_model
 
 

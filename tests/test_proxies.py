@@ -61,7 +61,8 @@ def test_all_proxies_on_a_binary_network():
 
 
 def test_prefilter_skips_training_below_the_threshold_only():
-    from bitnas.evaluators import EvalRequest, LatencyConfig, TrainingConfig, evaluate
+    from bitnas.evaluators import EvalRequest, LatencyConfig, TrainingConfig
+    from bitnas.evaluators.evaluate import evaluate
     from bitnas.evaluators.proxies import ProxyPrefilter
 
     assert not ProxyPrefilter(threshold=None).rejects(-1e9)

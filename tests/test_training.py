@@ -3,7 +3,8 @@ weights, reproducibility to the last digit, augmentation and the early-stop hook
 
 import torch
 
-from bitnas.evaluators import TrainingConfig, accuracy, load_dataset, train
+from bitnas.evaluators import TrainingConfig, accuracy, load_dataset
+from bitnas.evaluators.train import train
 from bitnas.evaluators.train import _augment, _warmup_cosine, quantized_kernels, resolve_recipe
 from bitnas.spaces import Genotype, StageSpec, build_model
 

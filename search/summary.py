@@ -1,0 +1,73 @@
+"""What a finished search prints: the Pareto table, the references beside it, where latency and
+energy came from (as measured, not as configured), and the commands that come next."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from bitnas.evaluators.settings import LATENCY_TARGET_DESCRIPTIONS
+
+from .config import SearchConfig
+from .objectives import Objective
+from .report import format_table, reference_lines
+from .tracking import ui_command
+
+
+@dataclass
+class SearchOutcome:
+    study: str
+    completed: int
+    failed_this_run: int
+    interrupted: bool
+    frame: pd.DataFrame
+    hypervolume: float
+    seconds: float
+    objectives: list[Objective] = field(default_factory=list)
+    storage: str = ""
+    references: pd.DataFrame = field(default_factory=pd.DataFrame)
+    energy_sources: dict[str, int] = field(default_factory=dict)  # source -> completed trials it measured
+
+
+def energy_sources(study: optuna.Study) -> dict[str, int]:
+    """How many completed trials each energy source gave (RAPL, NVML, or an analytic profile)."""
+    counts = Counter(str(t.user_attrs.get("energy_source", "unknown"))
+                     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return dict(counts.most_common())
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _energy_line(sources: dict[str, int], total: int) -> str:
+    if not sources:
+        return "energy: no completed trial"
+    if len(sources) == 1:
+        return f"energy: {next(iter(sources))}"
+    return "energy: " + "; ".join(f"{source} ({count} of {total} trials)" for source, count in sources.items())
+
+
+def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
+    results = config.results_dir
+    storage_flag = f" --storage {outcome.storage}" if config.storage else ""
+    target = config.latency.target
+    lines = [
+        "",
+        f"Pareto front of study {outcome.study!r} ({int(outcome.frame['pareto'].sum())} of {len(outcome.frame)} "
+        f"completed trials; hypervolume {outcome.hypervolume:.4g}; {format_duration(outcome.seconds)} wall time):",
+        format_table(outcome.frame, outcome.objectives),
+        "",
+        *reference_lines(outcome.references, outcome.objectives),
+        f"latency: {LATENCY_TARGET_DESCRIPTIONS.get(target, target)}, batch 1, {config.latency.threads} thread(s)",
+        _energy_line(outcome.energy_sources, sum(outcome.energy_sources.values())),
+        (f"open the MLflow UI:  {config.tracking_uri} (the tracking server this search logged to)"
+         if config.tracking_uri else f"open the MLflow UI:  {ui_command(results)}"),
+        f"export the front:    bitnas export --study {outcome.study} --results {results}{storage_flag}",
+    ]
+    return "\n".join(lines)
