@@ -2,7 +2,8 @@
 (Bi-Real and ReActNet blocks, 1-bit weights and activations) are scored at initialisation by
 NASWOT, synflow and grad_norm, then trained on mnist5k; each proxy's Spearman rho against
 validation accuracy is reported next to the baselines every proxy must beat: params and BOPs
-(numbers.md: no proxy has been validated on 1-bit networks). Writes results/bench/proxies.csv
+(no proxy has been validated on 1-bit networks: docs/references.md, "Zero-cost proxies").
+Writes results/bench/proxies.csv
 and results/bench/proxies.png (one scatter per proxy).
 
     python benchmarks/proxies.py [--genotypes N] [--epochs E] [--quick] [--json]

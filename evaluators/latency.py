@@ -1,4 +1,5 @@
-"""Latency at batch 1 on a named target, measured the way the literature asks (numbers.md):
+"""Latency at batch 1 on a named target, measured the way the literature asks
+(docs/references.md, "Latency measurement"):
 fixed input shape, warm-up, a fixed thread count, median and p90 over >= 50 runs, and every
 measurement records the environment it ran in (CPU model and SIMD flags, threads, CPU affinity,
 library versions, the engine used).

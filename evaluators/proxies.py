@@ -10,7 +10,7 @@
 - `grad_norm` (Abdelfattah et al., ICLR'21): sum over parameters of the L2 norm of the
   cross-entropy gradient on one batch.
 - `params` and `bops`: the baselines every proxy must beat (ZiCo, ICLR'23: few do); from the cost
-  counter. numbers.md: no proxy has been validated on 1-bit networks.
+  counter. No proxy has been validated on 1-bit networks (docs/references.md, "Zero-cost proxies").
 
 All are "higher is better" except that nothing says a bigger network is better: the benchmark
 (benchmarks/proxies.py) reports each one's Spearman rho against trained accuracy.

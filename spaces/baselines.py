@@ -3,7 +3,7 @@
 `BASELINES[name]` is a `Baseline`; `baseline_genotype(name, ...)` builds its genotype for an input
 geometry. Two kinds:
 - ImageNet-size (`birealnet18`, `reactnet_a`, `xnor_resnet18`): the papers' networks, whose cost
-  figures are checked against the published ones (shared/reference/numbers.md);
+  figures are checked against the published ones (docs/references.md, "ImageNet reference costs");
 - small (`SMALL_BASELINES`: names ending in `_small`): the same designs shrunk for 28x28 / 32x32
   inputs with the widths of the default search space, so that they train in a search's budget
   and stand on its Pareto front as labelled reference points. `small_baselines(...)` gives them all.

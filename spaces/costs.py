@@ -1,7 +1,7 @@
 """The one cost counter: params, size in bits, BOPs, FLOPs, OPs, ACE, low-bit MACs and memory
 traffic, per layer and in total.
 
-Conventions follow Bi-Real Net / ReActNet / PokeBNN (see shared/reference/numbers.md):
+Conventions follow Bi-Real Net / ReActNet / PokeBNN (docs/references.md, "Cost accounting"):
 - a MAC of a conv or linear layer is counted once (multiply-accumulate, not two FLOPs);
 - FLOPs are the MACs of full-precision layers (32-bit weights and activations), BOPs the MACs
   with 1-bit weights *and* 1-bit activations;

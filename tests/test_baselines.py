@@ -1,6 +1,6 @@
 """Reference networks: the ImageNet ones match the published cost figures, the small ones build.
 
-Published figures: ../shared/reference/numbers.md ("Cost accounting conventions" table):
+Published figures: docs/references.md, "ImageNet reference costs":
 Bi-Real-18 BOPs 1.68e9, OPs 1.63e8; ReActNet-A BOPs 4.82e9, OPs 0.87e8; XNOR-Net ResNet-18
 BOPs 1.70e9, FLOPs 1.41e8, OPs 1.67e8. A correct counter lands within 3% of each.
 """
@@ -42,7 +42,8 @@ def test_imagenet_baselines_match_the_published_costs_through_the_cli(name):
 
 
 def test_birealnet18_full_precision_parts_match_the_hand_count():
-    # numbers.md: 7x7 stem 118.0e6 + three 1x1 downsample convs 3 x 6.42e6 + FC 0.51e6 = 137.8e6
+    # docs/references.md, "ImageNet reference costs": 7x7 stem 118.0e6 + three 1x1 downsample
+    # convs 3 x 6.42e6 + FC 0.51e6 = 137.8e6
     totals = cli_costs("birealnet18")
     fp = [layer["macs"] for layer in totals["layers"] if layer["weight_bits"] == 32]
     assert fp[0] == 118_013_952 and fp[-1] == 512_000
