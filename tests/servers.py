@@ -19,3 +19,26 @@ def wait_until_healthy(url: str, server: subprocess.Popen, log: Path, what: str,
         if server.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"{what} did not start: " + log.read_text()[-2000:])
         time.sleep(0.5)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# The PostgreSQL server of the test machine (database `test`); tests that need it are skipped where none answers.
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def postgres_answers() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means: no server to test against here
+        return False

@@ -1,6 +1,7 @@
 """Cluster mode by configuration alone: the study in PostgreSQL (the server on 127.0.0.1:5432,
 database `test`; skipped where none answers), and trials placed by a custom resource on a
-multi-node Ray cluster on loopback."""
+multi-node Ray cluster on loopback. Searches on the session's Ray run in-process; those that join
+a cluster of their own (`--ray-address`) run the real `bitnas search` command in a subprocess."""
 
 import subprocess
 import uuid
@@ -10,19 +11,10 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+from servers import PG_URL, postgres_answers
+
 SPACE = {"blocks": ["float", "binary"], "kernels": [3], "stem_widths": [4, 8],
          "stages": [{"stride": 1, "widths": [4, 8], "depths": [1]}, {"stride": 2, "widths": [8, 16], "depths": [1]}]}
-
-
-def postgres_answers() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(PG_URL, connect_timeout=2).close()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means there is no server to test against
-        return False
 
 
 def write_config(folder, **overrides):
@@ -33,14 +25,14 @@ def write_config(folder, **overrides):
 
 
 @pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL server answers on 127.0.0.1:5432")
-def test_postgres_storage_with_two_workers_counts_exactly_and_resumes_by_name(tmp_path):
+def test_postgres_storage_with_two_workers_counts_exactly_and_resumes_by_name(tmp_path, bitnas_main):
     study_name = f"pg-{uuid.uuid4().hex[:8]}"
     config = write_config(tmp_path, workers=2)
     results = tmp_path / "results"
-    command = ["bitnas", "search", "--config", str(config), "--results", str(results), "--study", study_name,
+    command = ["search", "--config", str(config), "--results", str(results), "--study", study_name,
                "--storage", PG_URL]
     try:
-        done = subprocess.run([*command, "--trials", "4"], capture_output=True, text=True, timeout=400)
+        done = bitnas_main(*command, "--trials", "4")
         assert done.returncode == 0, done.stderr[-3000:]
         assert not (results / "optuna.journal").exists()  # the study went to PostgreSQL, not the journal
 
@@ -52,13 +44,13 @@ def test_postgres_storage_with_two_workers_counts_exactly_and_resumes_by_name(tm
             assert {"genotype", "genotype_hash", "metrics"} <= set(trial.user_attrs)
             assert trial.values[0] == trial.user_attrs["metrics"]["val_accuracy"]
 
-        again = subprocess.run([*command, "--trials", "6"], capture_output=True, text=True, timeout=400)
+        again = bitnas_main(*command, "--trials", "6")
         assert again.returncode == 0, again.stderr[-3000:]
         assert "4/6 trials completed" in again.stdout
         assert len(optuna.load_study(study_name=study_name, storage=PG_URL).get_trials(states=(TrialState.COMPLETE,))) == 6
 
-        exported = subprocess.run(["bitnas", "export", "--study", study_name, "--results", str(results),
-                                   "--storage", PG_URL, "--trial", "0"], capture_output=True, text=True, timeout=300)
+        exported = bitnas_main("export", "--study", study_name, "--results", results, "--storage", PG_URL,
+                               "--trial", "0")
         assert exported.returncode == 0, exported.stderr[-2000:]
         assert (results / "export" / study_name / "trial-0" / "model.onnx").is_file()
     finally:
@@ -66,9 +58,9 @@ def test_postgres_storage_with_two_workers_counts_exactly_and_resumes_by_name(tm
             optuna.delete_study(study_name=study_name, storage=PG_URL)
 
 
-def test_unreachable_storage_is_one_line(tmp_path):
-    done = subprocess.run(["bitnas", "search", "--results", str(tmp_path / "r"), "--trials", "1",
-                           "--storage", "postgresql://nobody@127.0.0.1:1/none"], capture_output=True, text=True, timeout=120)
+def test_unreachable_storage_is_one_line(tmp_path, bitnas_main):
+    done = bitnas_main("search", "--results", tmp_path / "r", "--trials", "1",
+                       "--storage", "postgresql://nobody@127.0.0.1:1/none")
     assert done.returncode == 2
     assert done.stderr.startswith("bitnas: error: cannot open study storage postgresql://nobody@127.0.0.1:1/none")
     assert done.stderr.count("\n") == 1
@@ -119,9 +111,10 @@ def test_latency_is_measured_on_the_node_that_is_the_target_device(tmp_path):
         cluster.shutdown()
 
 
-def test_a_latency_device_no_node_offers_is_refused_at_once(tmp_path):
+def test_a_latency_device_no_node_offers_is_refused_at_once(tmp_path, bitnas_main):
     config = write_config(tmp_path, latency={"resource": "rpi4"})
-    done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(tmp_path / "results"),
-                           "--study", "no-device", "--trials", "1"], capture_output=True, text=True, timeout=300)
+    done = bitnas_main("search", "--config", config, "--results", tmp_path / "results", "--study", "no-device",
+                       "--trials", "1")
     assert done.returncode == 2
     assert "latency is measured on rpi4=1 but no node of the Ray cluster offers it" in done.stderr
+    assert done.stderr.count("\n") == 1

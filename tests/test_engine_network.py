@@ -1,4 +1,6 @@
-"""The engine compiles every reference network, whatever its head (a 1x1 head conv or none)."""
+"""The engine compiles every reference network, whatever its head (a 1x1 head conv or none): the binary
+ones with their binary layers packed (XNOR-popcount) and agreeing with torch, the others as torch
+fallbacks that say why."""
 
 import numpy as np
 import pytest
@@ -11,12 +13,33 @@ from bitnas.spaces.baselines import small_baselines
 BASELINES = small_baselines(input_size=28, in_channels=1, num_classes=10)
 
 
-@pytest.mark.parametrize("name", ["bireal_small", "reactnet_small", "mobilenetv2_small", "mobilenetv2_int8_small"])
-def test_reference_networks_compile_and_agree_with_torch(name):
+@pytest.mark.parametrize("name", ["bireal_small", "reactnet_small"])
+def test_binary_reference_networks_are_packed_and_agree_with_torch(name):
     torch.manual_seed(0)
     model = build_model(BASELINES[name]).eval()
     image = torch.randn(1, 1, 28, 28)
     engine = compile_model(model, (1, 28, 28))
+    backends = [step["backend"] for step in engine.summary()]
+    assert backends.count("engine") >= 3, backends  # the binary blocks run in the packed engine
+    assert "torch-fallback" not in backends, backends
+    with torch.inference_mode():
+        expected = model(image).numpy()[0]
+    got = np.asarray(engine(image))[0]
+    assert got.shape == (10,)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_small", "mobilenetv2_int8_small"])
+def test_networks_without_engine_kernels_compile_to_torch_fallbacks_that_say_why(name):
+    torch.manual_seed(0)
+    model = build_model(BASELINES[name]).eval()
+    engine = compile_model(model, (1, 28, 28))
+    steps = engine.summary()
+    assert not [s for s in steps if s["backend"] == "engine"], steps  # nothing here has a packed kernel
+    fallbacks = [s for s in steps if s["backend"] == "torch-fallback"]
+    assert fallbacks and all("no engine compiler for InvertedResidualBlock" in s["reason"]
+                             or "without an engine kernel" in s["reason"] for s in fallbacks), fallbacks
+    image = torch.randn(1, 1, 28, 28)
     with torch.inference_mode():
         expected = model(image).numpy()[0]
     got = np.asarray(engine(image))[0]

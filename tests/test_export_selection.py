@@ -1,4 +1,4 @@
-"""Export selection rules on a real searched study (shared with test_mlflow_views): the Pareto
+"""Export selection rules on a real searched study (the session's `finished_study`): the Pareto
 front by default, one trial, the best by a metric within budgets; a selection that matches
 nothing is one line and exit 2; `--register` puts the export in the MLflow model registry with the
 model card as its description."""
@@ -6,7 +6,6 @@ model card as its description."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import optuna
@@ -18,7 +17,7 @@ from bitnas.export import ExportOptions, Selection, export_study
 from bitnas.search.objectives import objectives_for
 from bitnas.search.report import trials_frame
 from bitnas.search.tracking import tracking_uri
-from test_mlflow_views import STUDY, searched_study
+from conftest import SHARED_STUDY as STUDY
 
 EXPORT_FILES = {"README.md", "genotype.json", "weights.safetensors", "model.onnx", "model.bitnas.npz", "metrics.json",
                 "latency.json", "pareto.png"}
@@ -29,13 +28,14 @@ def load(results: Path) -> optuna.Study:
         optuna.storages.journal.JournalFileBackend(str(results / "optuna.journal"))))
 
 
-def bitnas(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bitnas", *args], capture_output=True, text=True, timeout=300)
+@pytest.fixture
+def results(finished_study) -> Path:
+    return finished_study
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
-    return searched_study(tmp_path_factory)
+@pytest.fixture
+def bitnas(bitnas_main):
+    return bitnas_main
 
 
 def test_default_exports_the_feasible_front_with_every_file(results):
@@ -51,7 +51,7 @@ def test_default_exports_the_feasible_front_with_every_file(results):
         assert 0 <= metrics["test_accuracy"] <= 1
 
 
-def test_best_accuracy_within_a_latency_budget(results):
+def test_best_accuracy_within_a_latency_budget(results, bitnas):
     study = load(results)
     completed = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if "duplicate_of" not in t.user_attrs]
     latencies = sorted(t.user_attrs["metrics"]["latency_ms"] for t in completed)
@@ -66,14 +66,15 @@ def test_best_accuracy_within_a_latency_budget(results):
         results / "export" / STUDY / f"trial-{best.number}" / "README.md").read_text()
 
 
-def test_selections_that_match_nothing_are_one_line(results):
+def test_selections_that_match_nothing_are_one_line(results, bitnas):
     done = bitnas("export", "--study", STUDY, "--results", str(results), "--max-latency-ms", "1e-9")
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "no completed trial of study 'views' matches the Pareto front within max_latency_ms 1e-09" in done.stderr
     done = bitnas("export", "--study", STUDY, "--results", str(results), "--best", "speed")
-    assert done.returncode == 2 and "--best: unknown metric 'speed'" in done.stderr
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--best: unknown metric 'speed'" in done.stderr
     done = bitnas("export", "--study", STUDY, "--results", str(results), "--trial", "99")
-    assert done.returncode == 2 and "has no trial 99" in done.stderr
+    assert done.returncode == 2 and done.stderr == "bitnas: error: study 'views' has no trial 99 (it has trials 0-2)\n"
+    assert done.stdout == ""
 
 
 def test_one_trial_by_number_retrained_and_registered_with_its_card(results):

@@ -3,7 +3,8 @@ resumed one: one study run, one run per trial (never two), tags the search box c
 kept current, blocks, bits, target, sampler), per-epoch metrics with steps, the artefacts of each
 trial and the study's views.
 
-`searched_study` runs one small real search per test session; other test modules reuse it.
+The searches run in-process (run_search on the session's Ray); the read-only tests use the
+session's `finished_study` (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -18,39 +19,13 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from bitnas.search.tracking import tracking_uri
+from servers import PG_URL, free_port, postgres_answers, wait_until_healthy
+from conftest import SHARED_STUDY, SHARED_TRIALS, search_in_process, shared_study_config
 
-STUDY = "views"
-TINY_SPACE = {"blocks": ["float", "binary"], "kernels": [3], "stem_widths": [4, 8],
-              "stages": [{"stride": 1, "widths": [4, 8], "depths": [1]}, {"stride": 2, "widths": [8, 16], "depths": [1]}]}
+STUDY = SHARED_STUDY
 TRIAL_ARTEFACTS = {"genotype.json", "genotype.txt", "costs.csv", "latency.json", "energy.json", "weights.safetensors"}
 STUDY_VIEWS = {"pareto.csv", "trials.csv", "pareto.png", "pareto.html", "pairwise.png", "hypervolume.png",
                "hypervolume.csv", "parallel.html", "config.json"}
-_SEARCHED: dict[str, Path] = {}
-
-
-def write_config(folder: Path, **overrides) -> Path:
-    config = {"dataset": "digits", "workers": 2, "references": [], "seed": 3, "sampler": "random",
-              "training": {"epochs": 0.5, "batch_size": 32}, "space": TINY_SPACE, **overrides}
-    path = folder / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def run_search(config: Path, results: Path, trials: int, study: str = STUDY) -> subprocess.CompletedProcess:
-    done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(results), "--study", study,
-                           "--trials", str(trials)], capture_output=True, text=True, timeout=400)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    return done
-
-
-def searched_study(tmp_path_factory) -> Path:
-    """A results directory holding study `views` with 3 completed trials (made once per session)."""
-    key = str(tmp_path_factory.getbasetemp())
-    if key not in _SEARCHED:
-        folder = tmp_path_factory.mktemp("searched")
-        run_search(write_config(folder), folder / "results", 3)
-        _SEARCHED[key] = folder / "results"
-    return _SEARCHED[key]
 
 
 def runs_of(results: Path, study: str = STUDY):
@@ -107,26 +82,35 @@ def check_structure(results: Path, completed: int, scratch: Path) -> None:
     assert {"target", "engine", "cpu", "threads", "runs"} <= set(latency)
 
 
-def test_structure_after_a_search_and_after_resuming_it(tmp_path_factory, tmp_path):
-    results = searched_study(tmp_path_factory)
+def test_structure_of_the_shared_finished_study(finished_study, tmp_path):
+    check_structure(finished_study, SHARED_TRIALS, tmp_path)
+
+
+def test_structure_after_a_search_and_after_resuming_it(local_ray, tmp_path):
+    results = tmp_path / "results"
+    outcome, lines = search_in_process(shared_study_config(), results, STUDY, 3)
+    assert outcome.completed == 3, "\n".join(lines)
     check_structure(results, 3, tmp_path / "first")
     _, _, _, before = runs_of(results)
     params_before = {r.info.run_id: dict(r.data.params) for r in before}
 
-    run_search(write_config(tmp_path), results, 4)
+    outcome, lines = search_in_process(shared_study_config(), results, STUDY, 4)
+    assert outcome.completed == 4 and outcome.failed_this_run == 0, "\n".join(lines)
+    assert any("3/4 trials completed" in line for line in lines), lines
     check_structure(results, 4, tmp_path / "resumed")
     _, _, _, after = runs_of(results)
+    assert len(after) == 4
     for run in after:  # params of earlier trials logged once, unchanged by the resume
         if run.info.run_id in params_before:
             assert dict(run.data.params) == params_before[run.info.run_id]
+    assert set(params_before) < {r.info.run_id for r in after}
 
 
-def test_study_views_show_genotypes_grey_infeasible_trials_and_name_choices(tmp_path_factory, tmp_path):
+def test_study_views_show_genotypes_grey_infeasible_trials_and_name_choices(finished_study, tmp_path):
     from bitnas.search.objectives import objectives_for
     from bitnas.search.plots import write_pareto_html
 
-    results = searched_study(tmp_path_factory)
-    client, _, parents, _ = runs_of(results)
+    client, _, parents, _ = runs_of(finished_study)
     parent = parents[0].info.run_id
     trials = pd.read_csv(study_file(client, parent, "trials.csv", tmp_path))
     html = study_file(client, parent, "pareto.html", tmp_path).read_text()
@@ -146,27 +130,6 @@ def test_study_views_show_genotypes_grey_infeasible_trials_and_name_choices(tmp_
 
 # --- cluster tracking: a real `mlflow server` on loopback whose backend store is PostgreSQL -------
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def postgres_answers() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=3):
-            return True
-    except Exception:  # noqa: BLE001 - any failure means: no server to test against here
-        return False
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     """`mlflow server` on 127.0.0.1 with its tables in a fresh PostgreSQL schema (dropped after)."""
@@ -174,7 +137,6 @@ def mlflow_server(tmp_path):
     import uuid
 
     import psycopg
-    from servers import wait_until_healthy
 
     schema = f"bitnas_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_URL, autocommit=True) as connection:
@@ -202,12 +164,14 @@ def mlflow_server(tmp_path):
 
 
 @pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL server answers on 127.0.0.1:5432")
-def test_search_and_export_through_a_tracking_server_backed_by_postgresql(mlflow_server, tmp_path):
+def test_search_and_export_through_a_tracking_server_backed_by_postgresql(mlflow_server, bitnas_main, tmp_path):
     results = tmp_path / "results"
-    config = write_config(tmp_path, trials=2)
-    done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(results), "--study", "served",
-                           "--tracking-uri", mlflow_server], capture_output=True, text=True, timeout=400)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(shared_study_config(trials=2)))
+    done = bitnas_main("search", "--config", config, "--results", results, "--study", "served",
+                       "--tracking-uri", mlflow_server)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert f"open the MLflow UI:  {mlflow_server}" in done.stdout
     assert not (results / "mlflow.db").exists(), "runs go to the server, not to the local store"
     client = MlflowClient(mlflow_server)
     experiment = client.get_experiment_by_name("served")
@@ -217,8 +181,11 @@ def test_search_and_export_through_a_tracking_server_backed_by_postgresql(mlflow
     study = next(r for r in runs if r.data.tags["bitnas.role"] == "study")
     assert {"pareto.csv", "pareto.html"} <= {a.path for a in client.list_artifacts(study.info.run_id)}
     # Export reads the weights back through the server (the study remembers its tracking URI).
-    done = subprocess.run(["bitnas", "export", "--study", "served", "--results", str(results), "--trial", "0",
-                           "--register", "served-model"], capture_output=True, text=True, timeout=300)
+    done = bitnas_main("export", "--study", "served", "--results", results, "--trial", "0",
+                       "--register", "served-model")
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["exported", str(results / "export" / "served" / "trial-0"),
+                                   "(registered", "as", "served-model)"]
     assert (results / "export" / "served" / "trial-0" / "model.bitnas.npz").is_file()
+    assert not (results / "mlflow.db").exists(), "export reads and registers through the server too"
     assert client.get_registered_model("served-model").description.startswith("# bitnas model")

@@ -4,7 +4,7 @@ does; `bitnas bench` measures the exported model; ONNX parity of the export."""
 
 from __future__ import annotations
 
-import subprocess
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from bitnas.evaluators.engine import compile_model
 from bitnas.evaluators.engine.packed_file import PackedFileError, load_packed, read_header, save_packed
 from bitnas.export import ExportOptions, Selection, export_study
 from bitnas.spaces import Genotype, SpaceConfig, build_model
-from test_mlflow_views import STUDY, searched_study
+from conftest import SHARED_STUDY as STUDY
 
 
 def trained_like_model(seed: int = 0, block: str = "binary"):
@@ -84,12 +84,13 @@ def test_corrupt_or_foreign_files_are_one_clear_error(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    results = searched_study(tmp_path_factory)
-    return export_study(results, STUDY, options=ExportOptions(selection=Selection(best="accuracy")))[0]
+def exported(finished_study, tmp_path_factory) -> Path:
+    """The shared study's most accurate trial, exported, in a folder of this module's own."""
+    (written,) = export_study(finished_study, STUDY, options=ExportOptions(selection=Selection(best="accuracy")))
+    return Path(shutil.copytree(written, tmp_path_factory.mktemp("packed") / written.name))
 
 
-def test_bitnas_run_classifies_a_png_as_torch_does(exported, tmp_path):
+def test_bitnas_run_classifies_a_png_as_torch_does(exported, bitnas_main, tmp_path):
     header = read_header(exported / "model.bitnas.npz")
     prep = header["preprocessing"]
     data = load_dataset("digits", 3)
@@ -103,16 +104,14 @@ def test_bitnas_run_classifies_a_png_as_torch_does(exported, tmp_path):
         normalised = ((pixels / 255.0 - prep["mean"][0]) / prep["std"][0]).astype(np.float32)
         with torch.inference_mode():
             expected = int(model(torch.from_numpy(normalised)[None, None]).argmax())
-        done = subprocess.run(["bitnas", "run", str(exported), "--image", str(path)], capture_output=True, text=True,
-                              timeout=120)
+        done = bitnas_main("run", exported, "--image", path)
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines()[0] == f"{path}: class {prep['class_names'][expected]}"
-    done = subprocess.run(["bitnas", "run", str(exported), "--image", str(tmp_path / "none.png")],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and "image not found" in done.stderr
+    done = bitnas_main("run", exported, "--image", tmp_path / "none.png")
+    assert done.returncode == 2 and "image not found" in done.stderr and done.stderr.count("\n") == 1
 
 
-def test_onnx_parity_and_bench_of_the_export(exported):
+def test_onnx_parity_and_bench_of_the_export(exported, bitnas_main):
     data = load_dataset("digits", 3)
     model = build_model(Genotype.from_json((exported / "genotype.json").read_text()))
     model.load_state_dict(load_file(str(exported / "weights.safetensors")))
@@ -124,7 +123,7 @@ def test_onnx_parity_and_bench_of_the_export(exported):
         expected = model(images).numpy()
     assert np.allclose(got, expected, atol=1e-4) and (got.argmax(1) == expected.argmax(1)).all()
 
-    done = subprocess.run(["bitnas", "bench", str(exported), "--runs", "5"], capture_output=True, text=True, timeout=200)
+    done = bitnas_main("bench", exported, "--runs", "5")
     assert done.returncode == 0, done.stderr
     assert "packed engine (model.bitnas.npz)" in done.stdout and "onnxruntime" in done.stdout
     assert (exported / "bench.json").is_file()

@@ -22,8 +22,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bitnas.search.tracking import tracking_uri
-from servers import wait_until_healthy
-from test_mlflow_views import STUDY, free_port, searched_study
+from servers import free_port, wait_until_healthy
+from conftest import SHARED_STUDY as STUDY
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -113,8 +113,8 @@ class Browser:
 
 
 @pytest.fixture
-def ui(tmp_path_factory, tmp_path):
-    results = searched_study(tmp_path_factory)
+def ui(finished_study, tmp_path):
+    results = finished_study
     port = free_port()
     log = (tmp_path / "ui.log").open("w")
     server = subprocess.Popen(["bitnas", "ui", "--results", str(results), "--port", str(port)], stdout=log,
