@@ -20,9 +20,10 @@ import numpy as np
 # Float networks: float rounding only.
 FLOAT_ATOL = 1e-4
 FLOAT_RTOL = 1e-3
-# Quantized networks: a few rounding-boundary steps, as a share of the largest |logit|. Measured:
-# LSQ 2/4/8-bit fronts differed from onnxruntime by at most 2e-3 of logits of magnitude ~10.
-QUANTIZED_RTOL = 5e-2
+# Quantized networks: a few rounding-boundary steps, as a share of the largest |logit|. Seen: LSQ
+# 2/4/8-bit networks differed from onnxruntime by up to 2e-3 on logits of magnitude ~10 (2e-4 of
+# the scale), so 1e-2 leaves a margin of 50 while a wrong kernel (off by whole steps) still fails.
+QUANTIZED_RTOL = 1e-2
 
 
 @dataclass(frozen=True)
