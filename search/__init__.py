@@ -8,7 +8,7 @@ Uses `evaluators` and `spaces`. The public API, imported on first use so that
 - `eval_request`: what a worker receives, built from a config.
 """
 
-from importlib import import_module
+from bitnas.lazy import lazy_namespace
 
 _EXPORTS = {
     "load_config": "config", "SearchConfig": "config", "ConfigError": "config",
@@ -17,11 +17,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_namespace(__name__, globals(), _EXPORTS)

@@ -6,7 +6,7 @@ space (genotype, space, catalog, baselines) needs no torch, and the CLI answers 
 the seconds torch takes to import.
 """
 
-from importlib import import_module
+from bitnas.lazy import lazy_namespace
 
 # public name -> submodule that defines it
 _EXPORTS = {
@@ -23,11 +23,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_namespace(__name__, globals(), _EXPORTS)

@@ -66,49 +66,50 @@ def test_unreachable_storage_is_one_line(tmp_path, bitnas_main):
     assert done.stderr.count("\n") == 1
 
 
-def test_trials_run_on_the_node_that_offers_their_resource(tmp_path):
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        device = cluster.add_node(num_cpus=1, resources={"device": 1})
-        cluster.wait_for_nodes()
-        config = write_config(tmp_path, workers=1, ray={"resources": {"device": 1}})
-        done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(tmp_path / "results"),
-                               "--study", "placed", "--trials", "2", "--ray-address", cluster.address],
-                              capture_output=True, text=True, timeout=400)
-        assert done.returncode == 0, done.stderr[-3000:]
-        assert f"joining the Ray cluster at {cluster.address}" in done.stdout
-        study = optuna.load_study(study_name="placed", storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(tmp_path / "results" / "optuna.journal"))))
-        nodes = {t.user_attrs["node"].split("/")[-1] for t in study.get_trials(states=(TrialState.COMPLETE,))}
-        assert nodes == {device.node_id[:12]}
-        assert all(address.startswith("127.0.0.1") for address in [cluster.address])
-    finally:
-        cluster.shutdown()
-
-
-def test_latency_is_measured_on_the_node_that_is_the_target_device(tmp_path):
+@pytest.fixture(scope="module")
+def device_cluster():
+    """A Ray cluster of its own on loopback: a head node (2 CPUs) and a "device" node (1 CPU and the
+    custom resource `device`), which the searches below join with `--ray-address`."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     try:
         device = cluster.add_node(num_cpus=1, resources={"device": 1})
         cluster.wait_for_nodes()
-        config = write_config(tmp_path, workers=2, latency={"resource": "device", "timeout_s": 300})
-        done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(tmp_path / "results"),
-                               "--study", "measured-on-device", "--trials", "2", "--ray-address", cluster.address],
-                              capture_output=True, text=True, timeout=400)
-        assert done.returncode == 0, done.stderr[-3000:]
-        study = optuna.load_study(study_name="measured-on-device", storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(tmp_path / "results" / "optuna.journal"))))
-        trials = study.get_trials(states=(TrialState.COMPLETE,))
-        assert len(trials) == 2
-        for trial in trials:
-            assert trial.user_attrs["latency"]["node"].endswith(device.node_id[:12])
-            assert trial.values[1] == trial.user_attrs["latency"]["median_ms"] > 0
+        yield cluster, device
     finally:
         cluster.shutdown()
+
+
+def test_trials_run_on_the_node_that_offers_their_resource(tmp_path, device_cluster):
+    cluster, device = device_cluster
+    config = write_config(tmp_path, workers=1, ray={"resources": {"device": 1}})
+    done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(tmp_path / "results"),
+                           "--study", "placed", "--trials", "2", "--ray-address", cluster.address],
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"joining the Ray cluster at {cluster.address}" in done.stdout
+    study = optuna.load_study(study_name="placed", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "results" / "optuna.journal"))))
+    nodes = {t.user_attrs["node"].split("/")[-1] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert nodes == {device.node_id[:12]}
+    assert all(address.startswith("127.0.0.1") for address in [cluster.address])
+
+
+def test_latency_is_measured_on_the_node_that_is_the_target_device(tmp_path, device_cluster):
+    cluster, device = device_cluster
+    config = write_config(tmp_path, workers=2, latency={"resource": "device", "timeout_s": 300})
+    done = subprocess.run(["bitnas", "search", "--config", str(config), "--results", str(tmp_path / "results"),
+                           "--study", "measured-on-device", "--trials", "2", "--ray-address", cluster.address],
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = optuna.load_study(study_name="measured-on-device", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "results" / "optuna.journal"))))
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 2
+    for trial in trials:
+        assert trial.user_attrs["latency"]["node"].endswith(device.node_id[:12])
+        assert trial.values[1] == trial.user_attrs["latency"]["median_ms"] > 0
 
 
 def test_a_latency_device_no_node_offers_is_refused_at_once(tmp_path, bitnas_main):

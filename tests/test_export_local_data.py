@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 from sklearn.datasets import load_digits
 
 from bitnas.export.packed_model import load_packed_model
+from conftest import search_in_process
 
 CLASSES = {0: "zero", 1: "one", 7: "seven"}
 
@@ -35,7 +35,11 @@ def write_digit_folder(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[Path, Path]:
+def exported(tmp_path_factory, local_ray) -> tuple[Path, Path]:
+    """Searched and exported in-process (the search and the export API the CLI calls); the exported
+    model is then run by the real `bitnas run`."""
+    from bitnas.export import export_study
+
     folder = tmp_path_factory.mktemp("own_data")
     images = write_digit_folder(folder / "digits_by_folder")
     config = {"dataset": "imagefolder", "data_dir": str(images), "data": {"image_size": 12},
@@ -43,14 +47,10 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
               "training": {"epochs": 8, "batch_size": 8},
               "space": {"blocks": ["float"], "kernels": [3], "stem_widths": [16],
                         "stages": [{"stride": 1, "widths": [16], "depths": [1]}]}}
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
     results = folder / "results"
-    done = bitnas("search", "--config", str(folder / "config.yaml"), "--results", str(results), "--study", "own",
-                  "--trials", "1")
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    done = bitnas("export", "--study", "own", "--results", str(results))
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    (model_dir,) = [p for p in (results / "export" / "own").iterdir() if p.is_dir()]
+    outcome, lines = search_in_process(config, results, "own", 1, folder=folder)
+    assert outcome.completed == 1, "\n".join(lines)
+    (model_dir,) = export_study(results, "own")
     return images, model_dir
 
 
