@@ -149,21 +149,21 @@ def test_a_worker_killed_mid_trial_is_retried_and_the_study_completes(tmp_path, 
 
 
 def test_driver_killed_mid_study_resumes_without_losing_or_rerunning_anything(tmp_path, bitnas_main):
-    config = write_config(tmp_path, training={"epochs": 3, "batch_size": 16})
+    config = write_config(tmp_path, training={"epochs": 2, "batch_size": 16})
     results = tmp_path / "results"
-    args = search_args(config, results, "driver-killed", 5)
+    args = search_args(config, results, "driver-killed", 4)
     # The driver needs a process of its own to be killed; its output goes to a file (no pipe to fill).
     with (tmp_path / "out.txt").open("w") as out:
         process = subprocess.Popen(["bitnas", *args], stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        # Wait for the observable state: a trial completed ("[1/5]") and both workers busy with a trial
+        # Wait for the observable state: a trial completed ("[1/4]") and both workers busy with a trial
         # whose MLflow run exists (a run is created just after its trial is asked, before it is
         # dispatched, and stays RUNNING until the trial ends): the driver is waiting on Ray then.
         deadline, running = time.monotonic() + 300, []
         while time.monotonic() < deadline and process.poll() is None and len(running) < 2:
             time.sleep(0.2)
-            if any(line.startswith("[1/5]") for line in (tmp_path / "out.txt").read_text().splitlines()):
+            if any(line.startswith("[1/4]") for line in (tmp_path / "out.txt").read_text().splitlines()):
                 running = [r for r in trial_runs(results, "driver-killed") if r.info.status == "RUNNING"]
         assert process.poll() is None and len(running) == 2, (tmp_path / "out.txt").read_text()[-3000:]
     finally:
@@ -183,7 +183,7 @@ def test_driver_killed_mid_study_resumes_without_losing_or_rerunning_anything(tm
 
     after = load(results, "driver-killed")
     counts = states(after)
-    assert counts[TrialState.COMPLETE] == 5 and counts[TrialState.RUNNING] == 0
+    assert counts[TrialState.COMPLETE] == 4 and counts[TrialState.RUNNING] == 0
     for number, values in completed_before.items():  # nothing completed was lost or run again
         assert after.trials[number].state == TrialState.COMPLETE and after.trials[number].values == values
     for number in running_before:
