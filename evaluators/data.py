@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -100,15 +101,42 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refuses to construct {module}.{name}")
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        return _bounded(found) if name == "_reconstruct" else found
+
+
+MAX_CIFAR_BATCH_BYTES = 64 * 2**20
+MAX_ARRAY_ELEMENTS = 64 * 2**20  # a batch holds 10,000 x 3,072 = 31e6 values
+
+
+def _bounded(reconstruct):
+    """numpy's array reconstructor, refusing shapes no CIFAR batch has before numpy allocates them
+    (a crafted pickle may ask for terabytes)."""
+
+    def bounded(cls, shape, dtype_code):
+        count = 1
+        for dimension in (shape if isinstance(shape, tuple) else (shape,)):
+            if not isinstance(dimension, int) or dimension < 0:
+                raise pickle.UnpicklingError(f"array shape {shape!r} is not a shape")
+            count *= dimension
+        if count > MAX_ARRAY_ELEMENTS:
+            raise pickle.UnpicklingError(f"an array of {count:,} elements is larger than any CIFAR-10 batch")
+        return reconstruct(cls, shape, dtype_code)
+
+    return bounded
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    size = path.stat().st_size
+    if size > MAX_CIFAR_BATCH_BYTES:  # an original batch is 31 MB
+        raise DatasetError(f"{path}: {size:,} bytes; a CIFAR-10 python batch is about 31 MB "
+                           f"(at most {MAX_CIFAR_BATCH_BYTES:,} accepted)")
     try:
         batch = _ArraysOnlyUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
         data = np.asarray(batch[b"data"], dtype=np.uint8)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as error:
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError, MemoryError,
+            RecursionError) as error:
         raise DatasetError(f"{path}: not a CIFAR-10 python batch (a pickled dict with b'data' N x 3072 uint8 "
                            f"and b'labels'): {type(error).__name__}: {error}") from None
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
@@ -134,6 +162,7 @@ def _cifar10(options: DataOptions) -> _Raw:
 
 
 # --- imagefolder: one folder per class ------------------------------------------------------
+MAX_IMAGE_PIXELS = 4096 * 4096  # per image; the network sees at most 1024 x 1024
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 FOLDER_EXPECTED = "a directory with one sub-folder of images (png/jpg/bmp) per class"
 
@@ -151,9 +180,18 @@ def _imagefolder(options: DataOptions) -> _Raw:
     for label, cls in enumerate(classes):
         for file in files[cls]:
             try:
-                with Image.open(file) as opened:
-                    images.append(opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened.copy())
-            except (OSError, UnidentifiedImageError) as error:
+                with warnings.catch_warnings():
+                    # PIL only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    with Image.open(file) as opened:
+                        if opened.width * opened.height > MAX_IMAGE_PIXELS:
+                            raise DatasetError(f"{file}: {opened.width}x{opened.height} pixels, over the "
+                                               f"{MAX_IMAGE_PIXELS:,} an image may have")
+                        images.append(opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened.copy())
+            except (OSError, UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError,
+                    ValueError) as error:
+                if isinstance(error, DatasetError):
+                    raise
                 raise DatasetError(f"{file}: not a readable image ({error})") from None
             labels.append(label)
     # Grey only when every image is grey; otherwise everything becomes RGB.
@@ -238,6 +276,12 @@ def load_dataset(name: str, seed: int = 0, options: DataOptions = DataOptions())
     def make(x: np.ndarray, y: np.ndarray) -> Split:
         return Split(torch.from_numpy(((x - mean) / std).astype(np.float32)), torch.from_numpy(y.astype(np.int64)))
 
+    for split_name, index in (("training", train_idx), ("validation", val_idx)):
+        if len(index) == 0:
+            raise DatasetError(f"dataset {name}: its {split_name} split is empty ({len(labels)} images in all); "
+                               f"give at least 3 images per class")
+    if len(test_labels) == 0:
+        raise DatasetError(f"dataset {name}: its test split is empty ({len(labels)} images in all)")
     num_classes = max(int(labels.max()) + 1, len(raw.class_names))
     return Dataset(name=name, train=make(images[train_idx], labels[train_idx]),
                    val=make(images[val_idx], labels[val_idx]), test=make(test_images, test_labels),

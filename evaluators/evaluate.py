@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 
 from bitnas.spaces import Genotype, build_model, count_costs
+from bitnas.spaces.budget import ResourceBudget, check_budget
 
 from .data import DataOptions, load_dataset
 from .distill import Teacher
@@ -42,6 +43,7 @@ class EvalRequest:
     early_stopping: EarlyStoppingRule | None = None
     peer_curves: tuple[tuple[float, ...], ...] = ()        # per-epoch val accuracy of finished trials
     prefilter: ProxyPrefilter | None = None                # zero-cost proxy: score, and skip training below its threshold
+    budget: ResourceBudget = field(default_factory=ResourceBudget)  # the largest network to build
 
     def fingerprint(self) -> str:
         """What decides how a network is trained and measured, as a short digest: the data, seeds,
@@ -86,6 +88,7 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         raise ValueError(f"genotype expects {genotype.input_size}x{genotype.input_size}x{genotype.in_channels} inputs and "
                          f"{genotype.num_classes} classes; dataset {data.name} has {data.input_size}x{data.input_size}x"
                          f"{data.in_channels} and {data.num_classes}")
+    check_budget(genotype, budget=request.budget)  # before anything is allocated for the network
     # One thread per trial: `workers` trials run side by side, one per core, without oversubscribing.
     torch.set_num_threads(request.train_threads)
     torch.manual_seed(request.seed)

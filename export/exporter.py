@@ -29,6 +29,7 @@ from bitnas.evaluators.train import is_quantized
 from bitnas.search.studies import StudyArchive
 from bitnas.search.tracking import TrialArtifacts
 from bitnas.spaces import Genotype, build_model
+from bitnas.spaces.budget import check_budget
 
 from .agreement import Agreement, compare_logits
 from .model_card import write_model_card
@@ -123,6 +124,7 @@ def export_trial(study: StudyArchive, trial, data: Dataset, *, artifacts: TrialA
     # A duplicate reused an identical network's result: its weights are that trial's.
     trained_by = int(trial.user_attrs.get("duplicate_of", trial.number))
     genotype = Genotype.from_dict(trial.user_attrs["genotype"])
+    check_budget(genotype, f"trial {trial.number}: ")
     target = study.results / "export" / study.name / f"trial-{trial.number}"
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".trial-{trial.number}-", dir=target.parent))

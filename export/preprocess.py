@@ -4,11 +4,15 @@ so the exported model needs no dataset to run)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from bitnas.errors import UserError
+
+
+MAX_IMAGE_PIXELS = 4096 * 4096  # the network sees at most 1024 x 1024
 
 
 class ImageError(UserError):
@@ -33,14 +37,25 @@ def load_image(path: Path, prep: dict) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if prep["channels"] == 1 else "RGB")
+        with warnings.catch_warnings():
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                if opened.width * opened.height > MAX_IMAGE_PIXELS:
+                    raise ImageError(f"{path}: {opened.width}x{opened.height} pixels, over the {MAX_IMAGE_PIXELS:,} "
+                                     "an image may have")
+                image = opened.convert("L" if prep["channels"] == 1 else "RGB")
             if image.size != (prep["size"], prep["size"]):
                 image = image.resize((prep["size"], prep["size"]), Image.BILINEAR)
             pixels = np.asarray(image, dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise ImageError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError) as error:
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as error:
+        if isinstance(error, ImageError):
+            raise
         raise ImageError(f"{path}: not an image PIL can read ({error})") from None
     pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     mean = np.asarray(prep["mean"], dtype=np.float32)[:, None, None]

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bitnas.errors import UserError
 from bitnas.evaluators.settings import DataSettings, EarlyStoppingRule, LatencyConfig, TrainingConfig
+from bitnas.paths import directory_problem
 from bitnas.spaces.baselines import BASELINES, SMALL_BASELINES
+from bitnas.spaces.budget import ResourceBudget
 from bitnas.spaces.genotype import describe_validation_error
 from bitnas.spaces.space import SpaceConfig
 
@@ -112,6 +114,9 @@ class SearchConfig(_Section):
     energy_meter: Literal["auto", "off"] = "auto"
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     constraints: ConstraintsSection = Field(default_factory=ConstraintsSection)
+    # The largest network bitnas will build (estimated from the genotype before anything is built):
+    # a sampled network over it fails as a trial, in one line, without using the memory it asks for.
+    budget: ResourceBudget = Field(default_factory=ResourceBudget)
     ray: RaySection = Field(default_factory=RaySection)
     # How often a trial whose worker died (killed, out of memory, node lost) is run again.
     retries: int = Field(2, ge=0, le=100)
@@ -163,7 +168,23 @@ class SearchConfig(_Section):
         from bitnas.evaluators.energy import load_profile
 
         load_profile(value)  # raises a one-line EnergyProfileError naming what is wrong
+        # A profile given by path is read by the workers too, whose working directory is not the
+        # driver's: keep it absolute.
+        return str(Path(value).resolve()) if Path(value).suffix else value
+
+    @field_validator("results")
+    @classmethod
+    def _results_directory(cls, value: str) -> str:
+        problem = directory_problem(value)  # a file, read-only, or under /proc: one line
+        if problem:
+            raise ValueError(problem)
         return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: str | None) -> str | None:
+        # Workers read the data too, and their working directory is not the driver's.
+        return str(Path(value).expanduser().resolve()) if value else value
 
     @model_validator(mode="after")
     def _data_dir_for_local_datasets(self) -> SearchConfig:
@@ -190,6 +211,8 @@ class SearchConfig(_Section):
         return Path(self.results)
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
 # Flags that override config keys: flag destination -> dotted key.
 FLAG_KEYS = {"study": "study", "trials": "trials", "epochs": "training.epochs", "workers": "workers",
              "seed": "seed", "results": "results", "storage": "storage", "sampler": "sampler",
@@ -198,9 +221,15 @@ FLAG_KEYS = {"study": "study", "trials": "trials", "epochs": "training.epochs", 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config is at most {MAX_CONFIG_BYTES:,}")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config file ({error.strerror})") from None
     try:
@@ -210,6 +239,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{path}: unreadable value ({str(error).splitlines()[0][:120]})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

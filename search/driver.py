@@ -24,6 +24,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from bitnas.errors import RunFailed
+from bitnas.redact import redact_config
 from bitnas.evaluators import load_dataset
 from bitnas.spaces import Genotype
 
@@ -34,6 +35,7 @@ from .objectives import objectives_for
 from .ray_runtime import RayRuntime
 from .references import record_reference, references_to_evaluate
 from .requests import REFERENCE_SEED_BASE, data_options, eval_request, teacher_spec
+from .services import check_ray_address, check_tracking_uri
 from .storage import describe_storage
 from .study import open_study, recover_interrupted_trials
 from .summary import SearchOutcome, energy_sources, format_duration
@@ -48,6 +50,10 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 
 class SearchAborted(RunFailed):
     """Too many trials failed; the message carries the last error."""
+
+
+class LocalRayDied(RunFailed):
+    """The Ray node this driver started is gone; no trial can run until the search is restarted."""
 
 
 @dataclass
@@ -82,7 +88,7 @@ class _SearchLoop:
         # Counted here rather than read back from the storage each time: the driver is the study's
         # only writer (the lease sees to that), and a database round trip per step adds up.
         self.completed_before = len(completed)
-        self.failures, self.finished, self.last_error = 0, 0, ""
+        self.failures, self.finished, self.last_error, self.ray_died = 0, 0, "", False
         self.started = time.monotonic()
         self.frame = pd.DataFrame()
         self.unannounced: list[tuple[int, int, str, str]] = []  # (completed, trial, objectives, note)
@@ -197,6 +203,12 @@ class _SearchLoop:
         self.failures += 1
         self.last_error = runtime.describe_error(error)
         self.recorder.failure(item, self.last_error)
+        if runtime.worker_lost(error) and runtime.local_node_died(error):
+            # Every trial sent to a dead local node would fail the same way: stop now.
+            self.recorder.requeue(item.params, retry_of=item.trial.number, attempt=item.attempt + 1)
+            self.ray_died = True
+            raise LocalRayDied(f"the local Ray node died ({self.last_error}); the {self.completed()} completed "
+                               f"trial(s) are kept: run the same command again to resume")
         retry = runtime.worker_lost(error) and item.attempt <= self.config.retries
         if retry:
             self.recorder.requeue(item.params, retry_of=item.trial.number, attempt=item.attempt + 1)
@@ -255,18 +267,24 @@ def _start_ray(config: SearchConfig, tracker: StudyTracker, out: Callable[[str],
 
 def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> SearchOutcome:
     started = time.monotonic()
+    # Services that do not answer are one line now, before anything is written.
+    check_ray_address(config.ray.address)
+    check_tracking_uri(config.tracking_uri)
     objectives = objectives_for(config.objectives)
     data = load_dataset(config.dataset, config.seed, data_options(config))
     geometry = {"input_size": data.input_size, "in_channels": data.in_channels, "num_classes": data.num_classes}
+    if config.storage is None:  # the journal file lives in the results folder
+        config.results_dir.mkdir(parents=True, exist_ok=True)
+    study = open_study(config, objectives, geometry)  # a database that does not answer: nothing created yet
     config.results_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(config, objectives, geometry)
     lease = DriverLease(study)
     lease.acquire()
     storage_name = describe_storage(config.results_dir, config.storage)
     try:
-        # What this run trains with, so that an export rebuilds the same request.
-        study.set_user_attr("config", config.model_dump(mode="json"))
-        tracker = StudyTracker(config.results_dir, config.study, config.model_dump(mode="json"), list(config.objectives))
+        # What this run trains with, so that an export rebuilds the same request; passwords masked.
+        recorded = redact_config(config.model_dump(mode="json"))
+        study.set_user_attr("config", recorded)
+        tracker = StudyTracker(config.results_dir, config.study, recorded, list(config.objectives), config.tracking_uri)
         tracker.set_study_tags({"bitnas.sampler": config.sampler, "bitnas.dataset": config.dataset,
                                 "bitnas.trials_target": str(config.trials), "bitnas.target": config.latency.target,
                                 "bitnas.storage": storage_name})
@@ -305,7 +323,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
             loop.abandon(runtime)
             runtime.shutdown()
             frame, volume = views.refresh(final=True)
-            aborted = loop.failures > config.max_failures
+            aborted = loop.failures > config.max_failures or loop.ray_died
             tracker.finish("KILLED" if interrupted else ("FAILED" if aborted else "FINISHED"))
         return outcome(loop.completed(), loop.failures, interrupted, frame, volume)
     finally:

@@ -11,6 +11,9 @@ import gc
 import logging
 import math
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from typing import Callable
 
 # Before Ray is imported: keep every Ray address on loopback and send no usage statistics.
@@ -21,6 +24,7 @@ import ray  # noqa: E402
 from ray import exceptions as ray_errors  # noqa: E402
 
 from bitnas.errors import UserError  # noqa: E402
+from bitnas.redact import redact_url  # noqa: E402
 
 # Failures of the machinery, not of the trial: the same trial may well succeed when run again.
 WORKER_LOST = (ray_errors.WorkerCrashedError, ray_errors.NodeDiedError, ray_errors.ObjectLostError,
@@ -113,35 +117,65 @@ class _Evaluator:
                                 self.teacher)
 
 
+@contextmanager
+def _outside_the_working_directory(folder: str):
+    """Ray puts the driver's working directory on every worker's import path when it connects, so
+    a module there named like a dependency (`mlxtend/__init__.py`) would run inside the workers.
+    Connecting from an empty private folder instead makes the workers import installed packages
+    and the configured plugins only (paths in the config are absolute by then)."""
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
 class RayRuntime:
-    def __init__(self, owns_ray: bool, task_options: dict, latency_resource: str | None = None):
+    def __init__(self, owns_ray: bool, task_options: dict, latency_resource: str | None = None,
+                 scratch: str | None = None):
         self.owns_ray = owns_ray
         self.task_options = task_options
         self.latency_resource = latency_resource
+        self.scratch = scratch  # the empty folder Ray was started from (removed at shutdown)
+        self.local = False      # True when this runtime started a local Ray (not joined a cluster)
 
     @classmethod
     def start(cls, *, workers: int, address: str | None, num_cpus: float, num_gpus: float,
               resources: dict[str, float], out: Callable[[str], None], latency_resource: str | None = None) -> RayRuntime:
-        owns = False
+        owns, scratch = False, None
         if not ray.is_initialized():
-            if address is None:
-                out(f"starting a local Ray on 127.0.0.1 with {workers} worker slot(s) ...")
-                # The local node offers no custom resources: a trial that needs one (a device
-                # node) is refused by _check_resources instead of waiting forever.
-                ray.init(address="local", num_cpus=max(workers, math.ceil(num_cpus * workers)),
-                         num_gpus=0 if not num_gpus else None, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-                         _node_ip_address="127.0.0.1")
-            else:
-                out(f"joining the Ray cluster at {address} ...")
-                try:
-                    ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-                except Exception as error:  # noqa: BLE001 - reported as one line
-                    raise RayUnavailable(f"cannot join the Ray cluster at {address}: "
-                                         f"{str(error).strip().splitlines()[0]}") from None
+            scratch = tempfile.mkdtemp(prefix="bitnas-ray-")
+            try:
+                with _outside_the_working_directory(scratch):
+                    cls._init(workers=workers, address=address, num_cpus=num_cpus, num_gpus=num_gpus, out=out)
+            except BaseException:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise
             owns = True
-        runtime = cls(owns, {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": dict(resources)}, latency_resource)
+        runtime = cls(owns, {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": dict(resources)}, latency_resource,
+                      scratch)
+        runtime.local = owns and address is None
         runtime._check_resources()
         return runtime
+
+    @staticmethod
+    def _init(*, workers: int, address: str | None, num_cpus: float, num_gpus: float,
+              out: Callable[[str], None]) -> None:
+        if address is None:
+            out(f"starting a local Ray on 127.0.0.1 with {workers} worker slot(s) ...")
+            # The local node offers no custom resources: a trial that needs one (a device
+            # node) is refused by _check_resources instead of waiting forever.
+            ray.init(address="local", num_cpus=max(workers, math.ceil(num_cpus * workers)),
+                     num_gpus=0 if not num_gpus else None, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, _node_ip_address="127.0.0.1")
+            return
+        out(f"joining the Ray cluster at {redact_url(address)} ...")
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        except Exception as error:  # noqa: BLE001 - reported as one line
+            raise RayUnavailable(f"cannot join the Ray cluster at {redact_url(address)}: "
+                                 f"{redact_url(str(error).strip().splitlines()[0])}") from None
 
     def _check_resources(self) -> None:
         """A trial asking for a resource no node offers would wait forever: refuse it now."""
@@ -191,6 +225,18 @@ class RayRuntime:
     def worker_lost(error: Exception) -> bool:
         return isinstance(error, WORKER_LOST)
 
+    def local_node_died(self, error: Exception) -> bool:
+        """True when this runtime started the local Ray and its node is no longer alive (its
+        raylet died): unlike a lost worker, nothing sent to it can run again."""
+        if not self.local or not ray.is_initialized():
+            return False
+        if isinstance(error, ray_errors.LocalRayletDiedError):
+            return True
+        try:
+            return not any(node.get("Alive") for node in ray.nodes())
+        except Exception:  # noqa: BLE001 - the control plane itself is gone
+            return True
+
     @staticmethod
     def describe_error(error: Exception) -> str:
         """The underlying error of a failed task as one line, without Ray's traceback framing."""
@@ -203,3 +249,6 @@ class RayRuntime:
     def shutdown(self) -> None:
         if self.owns_ray and ray.is_initialized():
             ray.shutdown()
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None

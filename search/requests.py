@@ -50,7 +50,7 @@ def teacher_spec(config: SearchConfig) -> TeacherSpec | None:
     """The study's teacher, or None when it does not distil."""
     if not config.training.distill:
         return None
-    return TeacherSpec(str(config.results_dir), config.dataset, config.seed, config.training.teacher_epochs,
+    return TeacherSpec(str(config.results_dir.resolve()), config.dataset, config.seed, config.training.teacher_epochs,
                        data_options(config), train_threads(config))
 
 
@@ -82,7 +82,7 @@ def eval_request(config: SearchConfig, seed_offset: int, *, teacher=None,
         dataset=config.dataset, data_seed=config.seed, seed=config.seed * 100_003 + seed_offset,
         training=config.training, latency=config.latency, data=data_options(config),
         energy_profile=config.energy_profile, energy_meter=config.energy_meter,
-        train_threads=train_threads(config), teacher=teacher, peer_curves=peer_curves,
+        train_threads=train_threads(config), teacher=teacher, peer_curves=peer_curves, budget=config.budget,
         early_stopping=config.early_stopping if config.early_stopping.enabled and peer_curves else None,
         prefilter=prefilter(config, proxy_scores),
     )

@@ -13,7 +13,10 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
+from bitnas.redact import redact_url
+
 from .config import ConfigError
+from .services import SERVICE_TIMEOUT_S
 
 JOURNAL_NAME = "optuna.journal"
 
@@ -23,17 +26,8 @@ def journal_path(results: Path) -> Path:
 
 
 def describe_storage(results: Path, url: str | None) -> str:
-    return _redact(url) if url else str(journal_path(results))
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse is shown as given
-        return url
+    """Where the study lives, for messages and records: never with a password (bitnas.redact)."""
+    return redact_url(url) if url else str(journal_path(results))
 
 
 def open_storage(results: Path, url: str | None = None) -> BaseStorage:
@@ -41,11 +35,15 @@ def open_storage(results: Path, url: str | None = None) -> BaseStorage:
     if url is None:
         return JournalStorage(JournalFileBackend(str(journal_path(results))))
     try:
-        # pool_pre_ping: a long search outlives idle database connections.
-        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        # pool_pre_ping: a long search outlives idle database connections; a server that does not
+        # answer is reported after SERVICE_TIMEOUT_S instead of hanging.
+        engine_kwargs: dict = {"pool_pre_ping": True}
+        if url.startswith(("postgresql", "mysql")):
+            engine_kwargs["connect_args"] = {"connect_timeout": int(SERVICE_TIMEOUT_S)}
+        return RDBStorage(url, engine_kwargs=engine_kwargs)
     except Exception as error:  # noqa: BLE001 - any failure to reach the database is the user's to fix
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        raise ConfigError(f"cannot open study storage {_redact(url)}: {reason}") from None
+        reason = redact_url(str(getattr(error, "orig", None) or error).strip().splitlines()[0])
+        raise ConfigError(f"cannot open study storage {redact_url(url)}: {reason}") from None
 
 
 def study_names(storage: BaseStorage) -> list[str]:

@@ -12,6 +12,8 @@ from optuna.trial import TrialState
 
 from bitnas.evaluators.settings import LATENCY_TARGET_DESCRIPTIONS
 
+from bitnas.redact import redact_url
+
 from .config import SearchConfig
 from .objectives import Objective
 from .report import format_table, reference_lines
@@ -66,7 +68,7 @@ def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
         *reference_lines(outcome.references, outcome.objectives),
         f"latency: {LATENCY_TARGET_DESCRIPTIONS.get(target, target)}, batch 1, {config.latency.threads} thread(s)",
         _energy_line(outcome.energy_sources, sum(outcome.energy_sources.values())),
-        (f"open the MLflow UI:  {config.tracking_uri} (the tracking server this search logged to)"
+        (f"open the MLflow UI:  {redact_url(config.tracking_uri)} (the tracking server this search logged to)"
          if config.tracking_uri else f"open the MLflow UI:  {ui_command(results)}"),
         f"export the front:    bitnas export --study {outcome.study} --results {results}{storage_flag}",
     ]

@@ -15,6 +15,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from bitnas.errors import UserError
+from bitnas.redact import MASK, redact_url
 
 ROLE_TAG, STUDY_TAG, TRIAL_TAG = "bitnas.role", "bitnas.study", "bitnas.trial_number"
 PARENT_TAG = "mlflow.parentRunId"
@@ -54,8 +55,11 @@ def find_trial_run_id(client: MlflowClient, experiment_id: str, trial_number: in
 class StudyTracker:
     """Owns the study's MLflow experiment and runs; used by the driver only."""
 
-    def __init__(self, results: Path, study: str, config: dict, objective_names: list[str]):
-        self.uri = tracking_uri(results, config.get("tracking_uri"))
+    def __init__(self, results: Path, study: str, config: dict, objective_names: list[str],
+                 configured_uri: str | None = None):
+        """`config` is what gets logged (its secrets already masked, bitnas.redact); the tracking
+        server is `configured_uri` (which may carry a password), else <results>/mlflow.db."""
+        self.uri = tracking_uri(results, configured_uri)
         self.client = MlflowClient(self.uri)
         self.study = study
         self._pareto_tags: dict[int, str] | None = None  # trial number -> its run's `pareto` tag, as last set
@@ -64,7 +68,7 @@ class StudyTracker:
         if experiment is None:
             # A tracking server keeps artefacts where it is configured to; the embedded store
             # keeps them next to its database.
-            location = None if config.get("tracking_uri") else (results / ARTIFACTS_DIR).resolve().as_uri()
+            location = None if configured_uri else (results / ARTIFACTS_DIR).resolve().as_uri()
             self.experiment_id = self.client.create_experiment(study, artifact_location=location,
                                                                tags={STUDY_TAG: study})
         else:
@@ -200,6 +204,9 @@ class TrialArtifacts:
     model registry. Opens no run and changes nothing until `register` is called."""
 
     def __init__(self, results: Path, study: str, configured: str | None):
+        if configured and f":{MASK}@" in configured:
+            raise UserError(f"the study's tracking URI {configured} carries a password, which bitnas does not store: "
+                            "give it with --tracking-uri")
         if not configured and not (results / DB_NAME).is_file():
             raise UserError(f"no MLflow store at {results / DB_NAME}: the trained weights are kept there")
         self.client = MlflowClient(tracking_uri(results, configured))
@@ -226,4 +233,4 @@ class TrialArtifacts:
             return Path(self.client.download_artifacts(run_id, "weights.safetensors", str(into)))
         except (MlflowException, OSError) as error:
             raise UserError(f"trial {trial_number}: its trained weights (weights.safetensors) cannot be read from "
-                            f"{self.uri}: {str(error).strip().splitlines()[0][:200]}") from None
+                            f"{redact_url(self.uri)}: {redact_url(str(error).strip().splitlines()[0][:200])}") from None

@@ -18,6 +18,7 @@ from bitnas.errors import UserError
 from .catalog import BLOCK_INFO
 
 GENOTYPE_VERSION = 2
+MAX_GENOTYPE_CHARS = 1 << 20
 MAX_GROUPS = 64
 
 
@@ -208,10 +209,16 @@ class Genotype(_Frozen):
 
     @classmethod
     def from_json(cls, text: str) -> Genotype:
+        if len(text) > MAX_GENOTYPE_CHARS:
+            raise GenotypeError(f"genotype: {len(text):,} characters; a genotype is at most {MAX_GENOTYPE_CHARS:,}")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise GenotypeError(f"genotype: not valid JSON ({error.msg} at line {error.lineno})") from None
+        except RecursionError:
+            raise GenotypeError("genotype: JSON nested too deeply") from None
+        except ValueError as error:  # e.g. an integer of more digits than Python converts
+            raise GenotypeError(f"genotype: unreadable JSON value ({str(error).splitlines()[0][:120]})") from None
         return cls.from_dict(data)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from bitnas.errors import UserError
 
 from .baselines import baseline_genotype
+from .budget import check_budget
 from .genotype import Genotype
 
 
@@ -27,7 +28,9 @@ def resolve_genotype(path: Path | None, baseline: str | None, *, input_size: int
     if baseline is not None:
         return baseline_genotype(baseline, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise CostsInputError(f"{path}: not UTF-8 text (byte {error.start})") from None
     except OSError as error:
         raise CostsInputError(f"{path}: cannot read genotype file ({error.strerror or error})") from None
     genotype = Genotype.from_json(text)
@@ -71,4 +74,5 @@ def costs_command(path: Path | None, baseline: str | None, *, input_size: int | 
         if value is not None and value < 1:
             raise CostsInputError(f"{flag}: must be >= 1 (got {value})")
     genotype = resolve_genotype(path, baseline, input_size=input_size, in_channels=in_channels, num_classes=num_classes)
+    check_budget(genotype, f"{path or baseline}: ")  # counting builds the model: refuse what would not fit
     return json.dumps(costs_json(genotype)) if as_json else costs_summary(genotype)

@@ -64,6 +64,7 @@ def test_unreachable_storage_is_one_line(tmp_path, bitnas_main):
     assert done.returncode == 2
     assert done.stderr.startswith("bitnas: error: cannot open study storage postgresql://nobody@127.0.0.1:1/none")
     assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "r").exists()  # nothing created for a study that could not be opened
 
 
 @pytest.fixture(scope="module")

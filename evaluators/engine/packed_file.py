@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bitnas.errors import UserError
+from bitnas.spaces.budget import check_budget
 
 from .compiler import EngineModel, compile_model
 from .ops import BinaryConvStep, ReActStep, TorchStep
@@ -26,6 +27,7 @@ from .ops import BinaryConvStep, ReActStep, TorchStep
 FORMAT, VERSION = "bitnas-packed-engine", 1
 HEADER = "__header__"
 BINARY_ARRAYS = ("shift", "weights", "scale", "bias")
+MAX_HEADER_BYTES = 4 * 2**20
 
 
 class PackedFileError(UserError):
@@ -85,16 +87,74 @@ def _open(path: Path):
 def _header(path: Path, archive) -> dict:
     if HEADER not in archive.files:
         raise PackedFileError(f"{path}: not a bitnas packed model (no header)")
-    header = json.loads(archive[HEADER].tobytes().decode())
+    stored = archive[HEADER]
+    if stored.dtype != np.uint8 or stored.ndim != 1 or stored.size > MAX_HEADER_BYTES:
+        raise PackedFileError(f"{path}: header: expected at most {MAX_HEADER_BYTES:,} bytes of JSON")
+    try:
+        header = json.loads(stored.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise PackedFileError(f"{path}: header: not valid JSON ({type(error).__name__})") from None
+    if not isinstance(header, dict):
+        raise PackedFileError(f"{path}: header: expected a JSON object")
     if header.get("format") != FORMAT or header.get("version") != VERSION:
         raise PackedFileError(f"{path}: format {header.get('format')!r} version {header.get('version')!r}; "
                               f"this bitnas reads {FORMAT!r} version {VERSION}")
     return header
 
 
+def _check_header(path: Path, header: dict, genotype) -> None:
+    """Every header field typed and consistent with the genotype before anything is compiled."""
+    shape = [genotype.in_channels, genotype.input_size, genotype.input_size]
+    if header.get("input_shape") != shape:
+        raise PackedFileError(f"{path}: header field input_shape: {header.get('input_shape')!r} does not match the "
+                              f"genotype's {shape}")
+    if not isinstance(header.get("steps"), list) or not all(isinstance(s, dict) for s in header["steps"]):
+        raise PackedFileError(f"{path}: header field steps: expected a list of step objects")
+    prep = header.get("preprocessing", {})
+    if not isinstance(prep, dict):
+        raise PackedFileError(f"{path}: header field preprocessing: expected an object")
+    if prep:
+        channels = prep.get("channels")
+        if channels != genotype.in_channels or prep.get("size") != genotype.input_size:
+            raise PackedFileError(f"{path}: header field preprocessing: channels/size {channels!r}/{prep.get('size')!r} "
+                                  f"do not match the network's input {shape}")
+        for key in ("mean", "std"):
+            values = prep.get(key)
+            if (not isinstance(values, list) or len(values) != channels
+                    or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)):
+                raise PackedFileError(f"{path}: header field preprocessing.{key}: expected {channels} finite numbers")
+        if any(v <= 0 for v in prep["std"]):
+            raise PackedFileError(f"{path}: header field preprocessing.std: every value must be positive")
+        names = prep.get("class_names", [])
+        if not isinstance(names, list) or (names and len(names) != genotype.num_classes) or \
+                not all(isinstance(n, str) and len(n) <= 200 for n in names):
+            raise PackedFileError(f"{path}: header field preprocessing.class_names: expected "
+                                  f"{genotype.num_classes} names")
+
+
+def _stored_array(archive, key: str, like: np.ndarray, path: Path) -> np.ndarray:
+    """The stored array `key`, which must have the dtype and shape of `like` (what this bitnas
+    compiles for the genotype): the numba kernels index by those shapes and check no bounds."""
+    if key not in archive.files:
+        raise PackedFileError(f"{path}: array {key}: missing")
+    stored = archive[key]
+    if stored.dtype != like.dtype or stored.shape != like.shape:
+        raise PackedFileError(f"{path}: array {key}: {stored.dtype} {tuple(stored.shape)}, expected "
+                              f"{like.dtype} {tuple(like.shape)}")
+    return np.ascontiguousarray(stored)
+
+
 def _load_module(module: torch.nn.Module, prefix: str, archive, path: Path) -> None:
     # Every key under a torch step's prefix is its own: no other step's prefix extends it.
-    state = {key[len(prefix):]: torch.from_numpy(archive[key].copy()) for key in archive.files if key.startswith(prefix)}
+    expected = module.state_dict()
+    state = {}
+    for key in archive.files:
+        if key.startswith(prefix):
+            name = key[len(prefix):]
+            like = expected.get(name)
+            if like is None:
+                raise PackedFileError(f"{path}: array {key}: not a tensor of step {prefix!r}")
+            state[name] = torch.from_numpy(_stored_array(archive, key, like.numpy(), path).copy())
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -109,7 +169,7 @@ def _load_step(step, stored: dict, prefix: str, archive, path: Path) -> None:
                               f"{type(step).__name__} in this bitnas")
     if isinstance(step, BinaryConvStep):
         for key in BINARY_ARRAYS:
-            setattr(step, key, np.ascontiguousarray(archive[prefix + key]))
+            setattr(step, key, _stored_array(archive, prefix + key, getattr(step, key), path))
         if step.shortcut_module is not None:
             _load_module(step.shortcut_module, prefix + "shortcut.", archive, path)
     elif isinstance(step, TorchStep):
@@ -127,7 +187,7 @@ def load_packed(path: Path) -> tuple[EngineModel, dict]:
     """(engine model, header) from a file written by `save_packed`; nothing is unpickled."""
     try:
         return _load(path)
-    except (KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+    except (KeyError, TypeError, ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as error:
         if isinstance(error, UserError):
             raise
         raise PackedFileError(f"{path}: damaged packed model file ({type(error).__name__}: {error})") from None
@@ -138,7 +198,14 @@ def _load(path: Path) -> tuple[EngineModel, dict]:
 
     with _open(path) as archive:
         header = _header(path, archive)
-        genotype = Genotype.from_dict(header["genotype"])
+        if not isinstance(header.get("genotype"), dict):
+            raise PackedFileError(f"{path}: header field genotype: expected an object")
+        try:
+            genotype = Genotype.from_dict(header["genotype"])
+        except UserError as error:
+            raise PackedFileError(f"{path}: header field genotype: {error}") from None
+        check_budget(genotype, f"{path}: ")
+        _check_header(path, header, genotype)
         engine = compile_model(build_model(genotype).eval(), header["input_shape"])
         if [s.name for s in engine.steps] != [s["name"] for s in header["steps"]]:
             raise PackedFileError(f"{path}: its steps do not match what this bitnas compiles for the genotype")
