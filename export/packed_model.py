@@ -50,6 +50,10 @@ def classify(model_dir: Path, image: Path, top: int = 3) -> Prediction:
 
     engine, header = load_packed_model(model_dir)
     prep = header["preprocessing"]
+    missing = [key for key in ("channels", "size", "mean", "std") if key not in prep]
+    if missing:
+        raise ModelDirError(f"{model_dir}: its packed model carries no preprocessing ({', '.join(missing)} "
+                            "missing): export it with `bitnas export`")
     logits = np.asarray(engine(load_image(image, prep)), dtype=np.float64)
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()

@@ -113,23 +113,24 @@ def _check_header(path: Path, header: dict, genotype) -> None:
     prep = header.get("preprocessing", {})
     if not isinstance(prep, dict):
         raise PackedFileError(f"{path}: header field preprocessing: expected an object")
-    if prep:
-        channels = prep.get("channels")
-        if channels != genotype.in_channels or prep.get("size") != genotype.input_size:
-            raise PackedFileError(f"{path}: header field preprocessing: channels/size {channels!r}/{prep.get('size')!r} "
-                                  f"do not match the network's input {shape}")
-        for key in ("mean", "std"):
-            values = prep.get(key)
-            if (not isinstance(values, list) or len(values) != channels
-                    or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)):
-                raise PackedFileError(f"{path}: header field preprocessing.{key}: expected {channels} finite numbers")
-        if any(v <= 0 for v in prep["std"]):
-            raise PackedFileError(f"{path}: header field preprocessing.std: every value must be positive")
-        names = prep.get("class_names", [])
-        if not isinstance(names, list) or (names and len(names) != genotype.num_classes) or \
-                not all(isinstance(n, str) and len(n) <= 200 for n in names):
-            raise PackedFileError(f"{path}: header field preprocessing.class_names: expected "
-                                  f"{genotype.num_classes} names")
+    # Each field is checked where present (a model saved without preprocessing runs on arrays).
+    channels = genotype.in_channels
+    for key, wanted in (("channels", channels), ("size", genotype.input_size)):
+        if key in prep and prep[key] != wanted:
+            raise PackedFileError(f"{path}: header field preprocessing.{key}: {prep[key]!r}, but the network's "
+                                  f"input is {shape}")
+    for key in ("mean", "std"):
+        values = prep.get(key, [1.0] * channels)
+        if (not isinstance(values, list) or len(values) != channels
+                or not all(isinstance(v, (int, float)) and np.isfinite(v) for v in values)):
+            raise PackedFileError(f"{path}: header field preprocessing.{key}: expected {channels} finite numbers")
+    if any(v <= 0 for v in prep.get("std", [1.0])):
+        raise PackedFileError(f"{path}: header field preprocessing.std: every value must be positive")
+    names = prep.get("class_names", [])
+    if not isinstance(names, list) or (names and len(names) != genotype.num_classes) or \
+            not all(isinstance(n, str) and len(n) <= 200 for n in names):
+        raise PackedFileError(f"{path}: header field preprocessing.class_names: expected "
+                              f"{genotype.num_classes} names")
 
 
 def _stored_array(archive, key: str, like: np.ndarray, path: Path) -> np.ndarray:
