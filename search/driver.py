@@ -14,6 +14,7 @@ What survives what:
 
 from __future__ import annotations
 
+import statistics
 import time
 import warnings
 from dataclasses import dataclass
@@ -92,6 +93,7 @@ class _SearchLoop:
         self.started = time.monotonic()
         self.frame = pd.DataFrame()
         self.unannounced: list[tuple[int, int, str, str]] = []  # (completed, trial, objectives, note)
+        self.trial_seconds: list[float] = []  # wall time of each trial evaluated by this run
 
     def completed(self) -> int:
         return self.completed_before + self.finished
@@ -221,6 +223,8 @@ class _SearchLoop:
     def _report(self, item: TrialInFlight, metrics: dict, note: str = "") -> None:
         """Count a recorded trial; its progress line waits for the next `_announce`."""
         self.finished += 1
+        if not note:  # evaluated here (a duplicate costs nothing)
+            self.trial_seconds.append(time.monotonic() - item.started)
         shown = "  ".join(f"{o.name} {v:.4g}" for o, v in zip(self.recorder.objectives, self.recorder.values(metrics)))
         self.unannounced.append((self.completed(), item.trial.number, shown,
                                  note or f"{time.monotonic() - item.started:.1f}s"))
@@ -234,7 +238,11 @@ class _SearchLoop:
         elapsed = time.monotonic() - self.started
         width = len(str(self.config.trials))
         for done, number, shown, note in self.unannounced:
-            eta = elapsed / self.finished * max(0, self.config.trials - done)
+            # From the trials' median time and the workers, not from elapsed time: the first trials
+            # share the pool with the references and pay the workers' start-up.
+            remaining = max(0, self.config.trials - done)
+            eta = (statistics.median(self.trial_seconds) * remaining / self.config.workers if self.trial_seconds
+                   else elapsed / self.finished * remaining)
             self.out(f"[{done:>{width}}/{self.config.trials}] trial {number:<3} {shown}  ({note})  "
                      f"pareto {int(self.frame['pareto'].sum())}  elapsed {format_duration(elapsed)}  "
                      f"eta {format_duration(eta)}")
