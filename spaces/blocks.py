@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .layers import ChannelShuffle, LearnableThreshold, QuantConv2d, RPReLU, SqueezeExcite, fp_conv
-from .catalog import BLOCK_INFO, DOWNSAMPLES, OPTIONS, BlockInfo  # noqa: F401 - re-exported
+from .catalog import BLOCK_INFO, BlockInfo
 from .quantizers import (
     RSign,
     ScaledSignWeights,

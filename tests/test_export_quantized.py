@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from bitnas.export import ExportOptions, Selection, export_study
+from bitnas.export import export_study
 from bitnas.export.agreement import compare_logits
 from bitnas.spaces import Genotype
 from conftest import search_in_process

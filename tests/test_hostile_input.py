@@ -17,9 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
