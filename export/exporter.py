@@ -193,6 +193,9 @@ def export_study(results: Path, study_name: str, *, trial_number: int | None = N
         except UserError as error:
             failures.append(f"trial {trial.number}: {error}")
             continue
+        except Exception as error:  # noqa: BLE001 - one trial's failure (a runtime's bug) never stops the rest
+            failures.append(f"trial {trial.number}: {type(error).__name__}: {str(error).strip().splitlines()[0][:300]}")
+            continue
         if out is not None:
             out(folder)
         written.append(folder)
