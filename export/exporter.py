@@ -194,7 +194,7 @@ def export_study(results: Path, study_name: str, *, trial_number: int | None = N
             failures.append(f"trial {trial.number}: {error}")
             continue
         except Exception as error:  # noqa: BLE001 - one trial's failure (a runtime's bug) never stops the rest
-            failures.append(f"trial {trial.number}: {type(error).__name__}: {str(error).strip().splitlines()[0][:300]}")
+            failures.append(f"trial {trial.number}: {type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:300]}")
             continue
         if out is not None:
             out(folder)
