@@ -54,8 +54,8 @@ class EvalRequest:
         blob = json.dumps({
             "dataset": self.dataset, "data_seed": self.data_seed, "seed": self.seed,
             "training": self.training.model_dump(mode="json"),
-            "latency": LatencyConfig.model_validate(self.latency.model_dump(include=set(LatencyConfig.model_fields)))
-            .model_dump(mode="json"),
+            # the worker-side fields only (a config's LatencySection adds where to measure)
+            "latency": self.latency.model_dump(mode="json", include=set(LatencyConfig.model_fields)),
             "data": self.data.model_dump(mode="json"), "energy_profile": self.energy_profile,
             "energy_meter": self.energy_meter, "train_threads": self.train_threads, "teacher": teacher,
         }, sort_keys=True)

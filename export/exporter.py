@@ -62,16 +62,30 @@ class ExportOptions:
     tracking_uri: str | None = None       # the study's MLflow store, when not <results>/mlflow.db
 
 
-def _check(model: torch.nn.Module, images: torch.Tensor, got: np.ndarray, path: Path, what: str) -> Agreement:
-    with torch.inference_mode():
-        expected = model(images).numpy()
-    agreement = compare_logits(expected, got, quantized=is_quantized(model))
-    if not agreement.agrees:
-        raise ExportError(f"{path.name}: {what} disagrees with torch ({agreement.describe()})")
-    return agreement
+@dataclass(frozen=True)
+class _TorchLogits:
+    """What every exported format is compared with: torch's logits on the check images, computed
+    once per trial."""
+
+    images: np.ndarray
+    logits: np.ndarray
+    quantized: bool
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, data: Dataset) -> _TorchLogits:
+        images = data.test.images[:CHECK_IMAGES]
+        with torch.inference_mode():
+            logits = model(images).numpy()
+        return cls(images.numpy(), logits, is_quantized(model))
+
+    def check(self, got: np.ndarray, path: Path, what: str) -> Agreement:
+        agreement = compare_logits(self.logits, got, quantized=self.quantized)
+        if not agreement.agrees:
+            raise ExportError(f"{path.name}: {what} disagrees with torch ({agreement.describe()})")
+        return agreement
 
 
-def _export_onnx(model: torch.nn.Module, data: Dataset, path: Path) -> Agreement:
+def _export_onnx(model: torch.nn.Module, data: Dataset, path: Path, torch_logits: _TorchLogits) -> Agreement:
     import onnxruntime
 
     with warnings.catch_warnings():
@@ -80,13 +94,12 @@ def _export_onnx(model: torch.nn.Module, data: Dataset, path: Path) -> Agreement
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(model, (data.test.images[:1],), str(path), input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
-    images = data.test.images[:CHECK_IMAGES]
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return _check(model, images, session.run(["logits"], {"image": images.numpy()})[0], path, "onnxruntime")
+    return torch_logits.check(session.run(["logits"], {"image": torch_logits.images})[0], path, "onnxruntime")
 
 
 def _export_packed(model: torch.nn.Module, genotype: Genotype, data: Dataset, path: Path, prep: dict,
-                   trial_number: int) -> dict:
+                   trial_number: int, torch_logits: _TorchLogits) -> dict:
     """Compile, save, load back from the file, and check the loaded model against torch."""
     from bitnas.evaluators.engine import ENGINE_NAME, compile_model
     from bitnas.evaluators.engine.packed_file import load_packed, save_packed
@@ -94,8 +107,7 @@ def _export_packed(model: torch.nn.Module, genotype: Genotype, data: Dataset, pa
     engine = compile_model(model, data.input_shape)
     save_packed(engine, genotype, path, preprocessing=prep, extra={"trial": trial_number, "engine": ENGINE_NAME})
     loaded, _ = load_packed(path)
-    images = data.test.images[:CHECK_IMAGES]
-    agreement = _check(model, images, loaded(images.numpy()), path, "the packed engine")
+    agreement = torch_logits.check(loaded(torch_logits.images), path, "the packed engine")
     return {"agreement": agreement, "packed_share": loaded.packed_share,
             "fallbacks": [list(f) for f in loaded.fallbacks], "bytes": path.stat().st_size}
 
@@ -140,8 +152,9 @@ def export_trial(study: StudyArchive, trial, data: Dataset, *, artifacts: TrialA
             model.load_state_dict(load_file(str(weights)))
         model.eval()
         (staging / "genotype.json").write_text(genotype.to_json(indent=2) + "\n")
-        onnx_check = _export_onnx(model, data, staging / "model.onnx")
-        packed = _export_packed(model, genotype, data, staging / PACKED_FILE, prep, trial.number)
+        torch_logits = _TorchLogits.of(model, data)
+        onnx_check = _export_onnx(model, data, staging / "model.onnx", torch_logits)
+        packed = _export_packed(model, genotype, data, staging / PACKED_FILE, prep, trial.number, torch_logits)
         metrics = dict(trial.user_attrs.get("metrics", {}), test_accuracy=accuracy(model, data.test))
         if retrained:
             metrics.update(retrained_val_accuracy=retrained["val_accuracy"], retrained_epochs=retrained["epochs"])
