@@ -125,6 +125,9 @@ class _SearchLoop:
                     else:
                         self._collect(runtime, remote_evaluate, ref)
             self._announce()
+            # The one place a stop takes effect: every finished trial is recorded by now, and the
+            # next ones are still running (they are failed as interrupted, never left RUNNING).
+            interrupts.check()
             ready, _ = runtime.wait([*self.pending, *self.references], timeout=1.0)
 
     def _fill(self, remote_evaluate, interrupts: Interrupts, finishing: int) -> None:

@@ -1,4 +1,4 @@
-"""Stopping a search cleanly on Ctrl-C or SIGTERM, without ever cutting a trial's record in half."""
+"""Stopping a search cleanly on Ctrl-C or SIGTERM, without ever cutting a write in half."""
 
 from __future__ import annotations
 
@@ -7,14 +7,20 @@ from contextlib import contextmanager
 
 
 class Interrupts:
-    """Ctrl-C (SIGINT) and SIGTERM stop the search with KeyboardInterrupt, but never inside a
-    `shielded()` section: there the signal is held until the section ends, so that a trial is
-    always recorded whole (study storage and MLflow together) or not at all."""
+    """Ctrl-C (SIGINT) and SIGTERM ask the search to stop; the loop stops at its next `check()`.
+
+    The handler itself raises nothing on the first signal: an exception raised wherever the main
+    thread happens to be can land inside a database commit (SQLite then keeps its write lock for as
+    long as the traceback holds the connection, and every later write of the shutdown waits and
+    fails with "database is locked") or inside a garbage-collector callback (where Python swallows
+    it and the stop is lost). A second signal is the user insisting: it raises at once, except
+    inside a `shielded()` section, which always completes, so that a trial is recorded whole
+    (study storage and MLflow together) or not at all."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
-        self.depth, self.deferred, self.previous = 0, False, {}
+        self.depth, self.requested, self.forced, self.previous = 0, False, False, {}
 
     def __enter__(self):
         for number in self.SIGNALS:
@@ -27,9 +33,16 @@ class Interrupts:
         return False
 
     def _handle(self, signum, frame):
-        if self.depth:
-            self.deferred = True
-        else:
+        if not self.requested:
+            self.requested = True
+            return
+        self.forced = True
+        if not self.depth:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt here, at a point where nothing is half-written, once a stop was asked."""
+        if self.requested and not self.depth:
             raise KeyboardInterrupt
 
     @contextmanager
@@ -39,6 +52,5 @@ class Interrupts:
             yield
         finally:
             self.depth -= 1
-            if not self.depth and self.deferred:
-                self.deferred = False
+            if not self.depth and self.forced:
                 raise KeyboardInterrupt
