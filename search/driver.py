@@ -307,7 +307,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         def outcome(completed: int, failed: int, interrupted: bool, frame, volume) -> SearchOutcome:
             return SearchOutcome(config.study, completed, failed, interrupted, frame, volume,
                                  time.monotonic() - started, objectives, storage_name, views.references,
-                                 energy_sources(study))
+                                 energy_sources(study), views.importances)
 
         out(f"study {config.study!r} in {storage_name}: {loop.completed_before}/{config.trials} trials completed; "
             f"space of {config.space.size():,} genotypes; objectives "

@@ -192,3 +192,23 @@ def write_parallel_html(frame: pd.DataFrame, params: pd.DataFrame, objectives: l
     figure.update_layout(title=f"{title}: design choices and objectives (drag along an axis to filter)",
                          template="plotly_white")
     figure.write_html(path, include_plotlyjs=True, full_html=True)
+
+
+def write_importance_png(importances: pd.DataFrame, objectives: list[Objective], path: Path, title: str,
+                         top: int = 10) -> None:
+    """One panel per objective: its `top` most important design choices as horizontal bars
+    (columns objective, parameter, importance; search/importance.py)."""
+    plt = _pyplot()
+    shown = [o for o in objectives if (importances["objective"] == o.name).any()]
+    figure, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 0.32 * top + 1.6), dpi=110, squeeze=False)
+    for axis, objective in zip(axes.flat, shown):
+        ranked = importances[importances["objective"] == objective.name].nlargest(top, "importance")[::-1]
+        axis.barh(ranked["parameter"], ranked["importance"], color="tab:blue")
+        axis.set_title(objective.label, fontsize=9)
+        axis.set_xlabel("importance (mean decrease in impurity, sums to 1)", fontsize=8)
+        axis.tick_params(labelsize=8)
+        axis.grid(axis="x", alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, 0, 1, 0.92))
+    figure.savefig(path)
+    plt.close(figure)

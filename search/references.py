@@ -53,8 +53,8 @@ def reference_frame(study: optuna.Study, objectives: list[Objective], trials: pd
         metrics = record["metrics"]
         point = [metrics[o.metric] for o in objectives]
         mine = [o.minimised(v) for o, v in zip(objectives, point)]
-        beaten_by = [int(row["trial"]) for _, row in candidates.iterrows()
-                     if dominates([o.minimised(row[o.name]) for o in objectives], mine)]
+        beaten_by = [int(trial) for trial, *values in candidates[["trial", *[o.name for o in objectives]]].itertuples(index=False)
+                     if dominates([o.minimised(v) for o, v in zip(objectives, values)], mine)]
         rows.append({"reference": name, **{o.name: v for o, v in zip(objectives, point)},
                      "params": metrics.get("params"), "size_kb": metrics.get("size_kb"), "ops": metrics.get("ops"),
                      "dominated_by": beaten_by, "genotype": record["genotype_short"]})

@@ -45,8 +45,9 @@ def trials_frame(study: optuna.Study, objectives: list[Objective]) -> pd.DataFra
 
 
 def front_hypervolume(frame: pd.DataFrame, objectives: list[Objective], reference: dict[str, float]) -> float:
-    front = frame[frame["pareto"]]
-    points = [[o.minimised(row[o.name]) for o in objectives] for _, row in front.iterrows()]
+    front = frame.loc[frame["pareto"].astype(bool)]  # .loc: an empty object-typed mask would select columns
+    points = [[o.minimised(value) for o, value in zip(objectives, values)]
+              for values in front[[o.name for o in objectives]].itertuples(index=False)]
     return hypervolume(points, [o.minimised(reference[o.name]) for o in objectives])
 
 

@@ -15,6 +15,7 @@ from bitnas.evaluators.settings import LATENCY_TARGET_DESCRIPTIONS
 from bitnas.redact import redact_url
 
 from .config import SearchConfig
+from .importance import importance_lines
 from .objectives import Objective
 from .report import format_table, reference_lines
 from .tracking import ui_command
@@ -33,6 +34,7 @@ class SearchOutcome:
     storage: str = ""
     references: pd.DataFrame = field(default_factory=pd.DataFrame)
     energy_sources: dict[str, int] = field(default_factory=dict)  # source -> completed trials it measured
+    importances: pd.DataFrame = field(default_factory=pd.DataFrame)  # search/importance.py
 
 
 def energy_sources(study: optuna.Study) -> dict[str, int]:
@@ -68,6 +70,7 @@ def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
         *reference_lines(outcome.references, outcome.objectives),
         f"latency: {LATENCY_TARGET_DESCRIPTIONS.get(target, target)}, batch 1, {config.latency.threads} thread(s)",
         _energy_line(outcome.energy_sources, sum(outcome.energy_sources.values())),
+        *importance_lines(outcome.importances, outcome.objectives),
         (f"open the MLflow UI:  {redact_url(config.tracking_uri)} (the tracking server this search logged to)"
          if config.tracking_uri else f"open the MLflow UI:  {ui_command(results)}"),
         f"export the front:    bitnas export --study {outcome.study} --results {results}{storage_flag}",

@@ -1,7 +1,8 @@
 """The study run's views in MLflow: pareto.csv, trials.csv, references.csv, the hypervolume metric
 over completed trials, the `pareto` tag of every trial run, and (at most every PLOT_INTERVAL_S, and
 at the end) the plots: pareto.png / pareto.html, pairwise.png (three or more objectives),
-hypervolume.png and parallel.html (design choices against objectives)."""
+hypervolume.png, parallel.html (design choices against objectives) and importance.png /
+importance.csv (which design choices matter for each objective)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 
 from .config import SearchConfig
 from .objectives import Objective
-from .pareto import hypervolume, pareto_indices
-from .plots import write_hypervolume_png, write_pairwise_png, write_parallel_html, write_pareto_html, write_pareto_png
+from .importance import design_importances
+from .pareto import hypervolume
+from .plots import (write_hypervolume_png, write_importance_png, write_pairwise_png, write_parallel_html,
+                    write_pareto_html, write_pareto_png)
 from .references import reference_frame
 from .report import front_hypervolume, trials_frame
 from .tracking import StudyTracker
@@ -27,22 +31,28 @@ PLOT_INTERVAL_S = 20.0
 PLOT_SHARE = 0.05
 
 
+def minimised_points(frame: pd.DataFrame, objectives: list[Objective]) -> np.ndarray:
+    """The frame's objectives as rows of a minimisation problem (maximised ones negated)."""
+    signs = np.array([-1.0 if o.direction == "maximize" else 1.0 for o in objectives])
+    return frame[[o.name for o in objectives]].to_numpy(dtype=float).reshape(len(frame), len(objectives)) * signs
+
+
 def hypervolume_curve(frame: pd.DataFrame, objectives: list[Objective], reference: dict[str, float]) -> pd.DataFrame:
     """Hypervolume of the feasible front after each completed trial, in trial-number order."""
     ordered = frame.sort_values("trial")
     bound = [o.minimised(reference[o.name]) for o in objectives]
-    front: list[list[float]] = []
-    volume, rows = 0.0, []
-    for completed, (_, row) in enumerate(ordered.iterrows(), 1):
-        if row["feasible"] and pd.isna(row["duplicate_of"]):
-            point = [o.minimised(row[o.name]) for o in objectives]
-            candidates = front + [point]
-            kept = [candidates[i] for i in pareto_indices(candidates)]
-            if kept != front:
-                front = kept
-                volume = hypervolume(front, bound)
-        rows.append({"completed": completed, "trial": int(row["trial"]), "hypervolume": volume})
-    return pd.DataFrame(rows, columns=["completed", "trial", "hypervolume"])
+    points = minimised_points(ordered, objectives)
+    counted = (ordered["feasible"].astype(bool) & ordered["duplicate_of"].isna()).to_numpy()
+    front = np.empty((0, len(objectives)))
+    volume, volumes = 0.0, np.zeros(len(ordered))
+    for index, point in enumerate(points):
+        # Only a point that no front member weakly dominates changes the front (and the volume).
+        if counted[index] and not (front <= point).all(axis=1).any():
+            front = np.vstack([front[~((point <= front).all(axis=1))], point])
+            volume = hypervolume(front, bound)
+        volumes[index] = volume
+    return pd.DataFrame({"completed": np.arange(1, len(ordered) + 1), "trial": ordered["trial"].to_numpy(dtype=int),
+                         "hypervolume": volumes})
 
 
 def params_frame(study: optuna.Study) -> pd.DataFrame:
@@ -57,6 +67,7 @@ class StudyViews:
         self.study, self.tracker, self.objectives, self.config = study, tracker, objectives, config
         self.next_plot = float("-inf")
         self.references = pd.DataFrame()
+        self.importances = pd.DataFrame()  # refreshed with the plots (search/importance.py)
 
     def refresh(self, *, final: bool = False) -> tuple[pd.DataFrame, float]:
         frame = trials_frame(self.study, self.objectives)
@@ -89,3 +100,8 @@ class StudyViews:
         curve.to_csv(folder / "hypervolume.csv", index=False)
         write_hypervolume_png(curve, folder / "hypervolume.png", f"bitnas study {self.config.study}: hypervolume")
         write_parallel_html(frame, params_frame(self.study), self.objectives, folder / "parallel.html", title)
+        self.importances = design_importances(self.study, self.objectives)
+        if len(self.importances):
+            self.importances.to_csv(folder / "importance.csv", index=False)
+            write_importance_png(self.importances, self.objectives, folder / "importance.png",
+                                 f"bitnas study {self.config.study}: which design choices matter")

@@ -6,12 +6,13 @@ import urllib.request
 from pathlib import Path
 
 
-def wait_until_healthy(url: str, server: subprocess.Popen, log: Path, what: str, timeout_s: float = 150) -> None:
-    """Poll `url`/health until it answers 200; fail with the server's log if it dies or never answers."""
+def wait_until_healthy(url: str, server: subprocess.Popen, log: Path, what: str, timeout_s: float = 150,
+                       path: str = "/health") -> None:
+    """Poll `url` + `path` until it answers 200; fail with the server's log if it dies or never answers."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+            with urllib.request.urlopen(f"{url}{path}", timeout=2) as answer:
                 if answer.status == 200:
                     return
         except OSError:

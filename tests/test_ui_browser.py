@@ -5,6 +5,7 @@ listed once expanded, and the Pareto artefacts reachable from the run's page and
 Chromium is driven through the DevTools protocol over a pipe (`--remote-debugging-pipe`: JSON
 messages separated by NUL bytes on file descriptors 3 and 4), so no extra package is needed.
 Run by hand (`BITNAS_SCREENSHOT=results/mlflow_study_page.png`), it keeps a screenshot.
+The second UI, optuna-dashboard over the study's journal, is checked through its HTTP API.
 """
 
 from __future__ import annotations
@@ -164,3 +165,31 @@ def test_the_study_page_lists_the_study_and_trial_runs_and_the_pareto_artefacts(
         browser.wait_for_text("pareto.png", "pareto.html", "trials.csv")
     finally:
         browser.close()
+
+
+def test_optuna_dashboard_lists_the_study_with_its_objective_names(finished_study, tmp_path):
+    """The README's second UI: `optuna-dashboard <results>/optuna.journal` reads a bitnas study as
+    it is, with its three directions and the objective names the driver set."""
+    port = free_port()
+    journal = finished_study / "optuna.journal"
+    log = (tmp_path / "dashboard.log").open("w")
+    server = subprocess.Popen(["optuna-dashboard", str(journal), "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, server, tmp_path / "dashboard.log", "optuna-dashboard", path="/api/meta")
+        with urllib.request.urlopen(f"{url}/api/studies", timeout=10) as answer:
+            studies = json.load(answer)["study_summaries"]
+        study = next(s for s in studies if s["study_name"] == STUDY)
+        assert study["directions"] == ["maximize", "minimize", "minimize"]
+        with urllib.request.urlopen(f"{url}/api/studies/{study['study_id']}", timeout=30) as answer:
+            detail = json.load(answer)
+        assert detail["objective_names"] == ["accuracy", "latency_ms", "energy_uj"]
+        assert len(detail["trials"]) == len([t for t in detail["trials"] if t["state"] == "Complete"]) > 0
+    finally:
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+        log.close()
