@@ -59,3 +59,23 @@ def test_every_sampler_the_config_accepts_can_be_built_and_proposes():
         study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(name, 0))
         trial = study.ask()
         assert trial.suggest_categorical("block", ["binary", "float"]) in {"binary", "float"}
+
+
+def test_samplers_leave_random_start_up_within_the_budget():
+    """A 20-trial search gets at least four NSGA-II generations and TPE proposals after 4 random
+    trials; long studies keep Optuna's own sizes; never fewer than the parallel workers."""
+    import optuna
+
+    from bitnas.search.samplers import make_sampler, population_size, startup_trials
+
+    assert (population_size(20), startup_trials(20)) == (5, 4)
+    assert (population_size(1000), startup_trials(1000)) == (50, 10)
+    assert (population_size(20, workers=8), startup_trials(20, workers=8)) == (8, 8)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler("nsga2", 0, trials=20))
+    for index in range(11):
+        trial = study.ask()
+        x = trial.suggest_float("x", 0, 1)
+        study.tell(trial, [x, index % 3])
+    generations = [t.system_attrs.get("NSGAIISampler:generation") for t in study.trials]
+    assert generations[:5] == [0] * 5 and generations[5:10] == [1] * 5 and generations[10] == 2
