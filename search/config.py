@@ -76,6 +76,11 @@ class ConstraintsSection(_Section):
     max_size_kb: float | None = Field(None, gt=0)
     max_energy_uj: float | None = Field(None, gt=0)
     min_accuracy: float | None = Field(None, ge=0, le=1)
+    # A floor every network must clear, whatever the budgets: this share of the way from chance
+    # (1 / classes) to perfect accuracy, 0.19 validation accuracy for 10 classes. A chance-level
+    # network is always the fastest and most frugal one, so without it such networks sit on the
+    # front; null turns the floor off.
+    accuracy_floor: float | None = Field(0.1, ge=0, lt=1)
 
 
 class SearchConfig(_Section):

@@ -30,6 +30,7 @@ from bitnas.evaluators import load_dataset
 from bitnas.spaces import Genotype
 
 from .config import SearchConfig
+from .constraints import accuracy_floor
 from .interrupts import Interrupts
 from .lease import DriverLease
 from .objectives import objectives_for
@@ -299,7 +300,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         tracker.set_study_tags({"bitnas.sampler": config.sampler, "bitnas.dataset": config.dataset,
                                 "bitnas.trials_target": str(config.trials), "bitnas.target": config.latency.target,
                                 "bitnas.storage": storage_name})
-        recorder = TrialRecorder(study, tracker, objectives, config)
+        recorder = TrialRecorder(study, tracker, objectives, config, data.num_classes)
         views = StudyViews(study, tracker, objectives, config)
         recover_interrupted_trials(study, tracker, recorder, out)
         loop = _SearchLoop(config, study, recorder, views, tracker, lease, geometry, out)
@@ -307,7 +308,8 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         def outcome(completed: int, failed: int, interrupted: bool, frame, volume) -> SearchOutcome:
             return SearchOutcome(config.study, completed, failed, interrupted, frame, volume,
                                  time.monotonic() - started, objectives, storage_name, views.references,
-                                 energy_sources(study), views.importances)
+                                 energy_sources(study), views.importances,
+                                 accuracy_floor(config.constraints, data.num_classes))
 
         out(f"study {config.study!r} in {storage_name}: {loop.completed_before}/{config.trials} trials completed; "
             f"space of {config.space.size():,} genotypes; objectives "

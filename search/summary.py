@@ -35,6 +35,7 @@ class SearchOutcome:
     references: pd.DataFrame = field(default_factory=pd.DataFrame)
     energy_sources: dict[str, int] = field(default_factory=dict)  # source -> completed trials it measured
     importances: pd.DataFrame = field(default_factory=pd.DataFrame)  # search/importance.py
+    accuracy_floor: float | None = None  # validation accuracy a trial must reach (search/constraints.py)
 
 
 def energy_sources(study: optuna.Study) -> dict[str, int]:
@@ -57,6 +58,15 @@ def _energy_line(sources: dict[str, int], total: int) -> str:
     return "energy: " + "; ".join(f"{source} ({count} of {total} trials)" for source, count in sources.items())
 
 
+def _floor_line(outcome: SearchOutcome, config: SearchConfig) -> list[str]:
+    if outcome.accuracy_floor is None:
+        return []
+    under = int(outcome.frame["violates"].str.contains("accuracy_floor", regex=False).sum()) if len(outcome.frame) else 0
+    return [f"accuracy floor: {outcome.accuracy_floor:.3f} validation accuracy (chance + "
+            f"{config.constraints.accuracy_floor:.0%} of the way to 1; constraints.accuracy_floor); "
+            f"{under} trial(s) under it kept off the front"]
+
+
 def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
     results = config.results_dir
     storage_flag = f" --storage {outcome.storage}" if config.storage else ""
@@ -68,6 +78,7 @@ def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
         format_table(outcome.frame, outcome.objectives),
         "",
         *reference_lines(outcome.references, outcome.objectives),
+        *_floor_line(outcome, config),
         f"latency: {LATENCY_TARGET_DESCRIPTIONS.get(target, target)}, batch 1, {config.latency.threads} thread(s)",
         _energy_line(outcome.energy_sources, sum(outcome.energy_sources.values())),
         *importance_lines(outcome.importances, outcome.objectives),

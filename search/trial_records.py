@@ -65,8 +65,10 @@ def energy_breakdown(result) -> str:
 
 
 class TrialRecorder:
-    def __init__(self, study: optuna.Study, tracker: StudyTracker, objectives: list[Objective], config: SearchConfig):
+    def __init__(self, study: optuna.Study, tracker: StudyTracker, objectives: list[Objective], config: SearchConfig,
+                 num_classes: int):
         self.study, self.tracker, self.objectives, self.config = study, tracker, objectives, config
+        self.num_classes = num_classes  # the accuracy floor is relative to chance
 
     def start(self, item: TrialInFlight) -> None:
         trial, genotype = item.trial, item.genotype
@@ -82,7 +84,7 @@ class TrialRecorder:
         return [metrics[o.metric] for o in self.objectives]
 
     def _tell_complete(self, trial: optuna.Trial, metrics: dict[str, float]) -> dict[str, float]:
-        constraints = constraint_values(self.config.constraints, metrics)
+        constraints = constraint_values(self.config.constraints, metrics, self.num_classes)
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("constraints", constraints)
         for key, value in constraints.items():

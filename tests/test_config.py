@@ -79,3 +79,15 @@ def test_samplers_leave_random_start_up_within_the_budget():
         study.tell(trial, [x, index % 3])
     generations = [t.system_attrs.get("NSGAIISampler:generation") for t in study.trials]
     assert generations[:5] == [0] * 5 and generations[5:10] == [1] * 5 and generations[10] == 2
+
+
+def test_the_default_accuracy_floor_keeps_chance_level_networks_off_the_front():
+    from bitnas.search.config import ConstraintsSection
+    from bitnas.search.constraints import accuracy_floor, constraint_values, violations
+
+    section = ConstraintsSection()
+    assert accuracy_floor(section, 10) == pytest.approx(0.19) and accuracy_floor(section, 2) == pytest.approx(0.55)
+    guessing = constraint_values(section, {"val_accuracy": 0.1}, num_classes=10)
+    assert violations(guessing) == ["val_accuracy < accuracy_floor"]
+    assert violations(constraint_values(section, {"val_accuracy": 0.5}, num_classes=10)) == []
+    assert constraint_values(ConstraintsSection(accuracy_floor=None), {"val_accuracy": 0.1}, num_classes=10) == {}

@@ -68,6 +68,7 @@ def test_views_log_importance_to_mlflow_and_the_summary_states_it(tmp_path):
     table = pd.read_csv(client.download_artifacts(tracker.parent_id, "importance.csv", str(tmp_path / "down")))
     assert set(table["objective"]) == set(config.objectives)
     outcome = SearchOutcome("planted", len(frame), 0, False, frame, volume, 1.0, OBJECTIVES,
-                            importances=views.importances)
+                            importances=views.importances, accuracy_floor=0.19)
     text = summary_text(outcome, config)
     assert "accuracy depends most on s0_block" in text and "latency_ms depends most on s2_width" in text
+    assert "accuracy floor: 0.190 validation accuracy" in text
