@@ -166,7 +166,8 @@ def export_trial(study: StudyArchive, trial, data: Dataset, *, artifacts: TrialA
         study.write_pareto_png(staging / "pareto.png", highlight=trial.number)
         write_model_card(staging / "README.md", study_name=study.name, trial=trial, genotype=genotype,
                          metrics=metrics, dataset=data, onnx_check=onnx_check, packed_check=packed,
-                         retrained=retrained, selection=options.selection.describe())
+                         retrained=retrained, selection=options.selection.describe(),
+                         registered_name=options.register)
         staging.chmod(0o755)  # mkdtemp made it private; the export is meant to be shared
         if target.exists():
             shutil.rmtree(target)

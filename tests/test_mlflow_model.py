@@ -82,8 +82,12 @@ def test_registered_version_is_the_logged_pyfunc_model_with_card_tags_and_signat
     assert logged.source_run_id == version.run_id
     files = {f.path for f in client.list_logged_model_artifacts(model_id, "artifacts/trial-2")}
     assert {"artifacts/trial-2/model.bitnas.npz", "artifacts/trial-2/README.md"} <= files
+    card = (registered / "README.md").read_text()
+    assert f'mlflow.pyfunc.load_model("models:/{NAME}/latest")' in card
+    assert f"mlflow models serve -m models:/{NAME}/latest --env-manager local" in card
     with store(finished_study):
         info = mlflow.models.get_model_info(f"models:/{NAME}/1")
+        assert mlflow.models.get_model_info(f"models:/{NAME}/latest").model_uuid == info.model_uuid  # the card's URI
     # Logged as code (no pickle), carrying the bitnas package that exported it.
     assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.loaders.code_model"
     top = {f.path for f in client.list_logged_model_artifacts(model_id)}
