@@ -201,6 +201,10 @@ def export_study(results: Path, study_name: str, *, trial_number: int | None = N
     study = StudyArchive(results, study_name, storage)
     chosen = select_trials(study, options.selection)
     artifacts = study.artifacts(options.tracking_uri)
+    if options.register:
+        from .registry import prepare_registered_model
+
+        prepare_registered_model(artifacts.client, options.register)
     data = load_dataset(study.dataset, study.data_seed, study.data_options())
     prep = preprocessing(study.dataset, study.data_seed, study.data_options())
     written, failures = [], []

@@ -93,7 +93,15 @@ def _tracking_uri(uri: str):
         mlflow.set_tracking_uri(previous)
 
 
-def _log_models(run_id: str, folder: Path, examples: np.ndarray, tags: dict[str, str]):
+def _logged_model(client, run_id: str, name: str, tags: dict[str, str]) -> str:
+    """A new logged model in the run's own experiment; its id. Made here because `Model.log` would
+    put it in the active experiment (the store's Default one, whose artefacts go to ./mlruns)."""
+    run = client.get_run(run_id)
+    return client.create_logged_model(run.info.experiment_id, name=name, source_run_id=run_id, tags=tags,
+                                      params=dict(run.data.params)).model_id
+
+
+def _log_models(client, run_id: str, folder: Path, examples: np.ndarray, tags: dict[str, str]):
     """Log the pyfunc (packed engine) and ONNX models on the run; (pyfunc info, onnx info)."""
     import mlflow.onnx
     import mlflow.pyfunc
@@ -113,7 +121,8 @@ def _log_models(run_id: str, folder: Path, examples: np.ndarray, tags: dict[str,
         code = _bundle_code(Path(scratch))
         # MLflow runs the input example through the model as it logs it (it only warns on failure;
         # the tests load and serve the registered model).
-        pyfunc = Model.log(artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id, tags=tags,
+        pyfunc = Model.log(artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id,
+                           model_id=_logged_model(client, run_id, "model", tags),
                            python_model=str(Path(__file__).with_name("mlflow_model_code.py")),
                            artifacts={EXPORT_ARTIFACT: str(folder)}, code_paths=[str(code)],
                            signature=signature(input_shape, classes), input_example=examples,
@@ -121,7 +130,8 @@ def _log_models(run_id: str, folder: Path, examples: np.ndarray, tags: dict[str,
     onnx_signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_shape), "image")]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(classes)), "logits")]))
-    onnx_info = Model.log(artifact_path=None, name="onnx", flavor=mlflow.onnx, run_id=run_id, tags=tags,
+    onnx_info = Model.log(artifact_path=None, name="onnx", flavor=mlflow.onnx, run_id=run_id,
+                          model_id=_logged_model(client, run_id, "onnx", tags),
                           onnx_model=onnx.load(str(folder / "model.onnx")), signature=onnx_signature,
                           input_example={"image": examples},
                           # bitnas targets CPUs; the default list names CUDA first and warns where it is absent.
@@ -129,21 +139,35 @@ def _log_models(run_id: str, folder: Path, examples: np.ndarray, tags: dict[str,
     return pyfunc, onnx_info
 
 
+def prepare_registered_model(client, name: str) -> None:
+    """Find or create the registered model `name` before anything is exported, so that a name
+    MLflow refuses (or a registry that cannot be reached) ends in one line before any trial is
+    exported, retrained or logged."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        try:
+            client.get_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            client.create_registered_model(name)
+    except MlflowException as error:
+        raise RegistryError(f"--register {name}: MLflow refused: {error.message.splitlines()[0]}") from None
+
+
 def register_export(client, run_id: str, folder: Path, name: str, *, tags: dict[str, str],
                     examples: np.ndarray) -> Registered:
     """Log `folder` (an export) as MLflow models on `run_id` and register the pyfunc one under
-    `name`; `examples` (a few preprocessed test images) become the input example."""
+    `name` (made by `prepare_registered_model`); `examples` (a few preprocessed test images)
+    become the input example."""
     from mlflow.exceptions import MlflowException
 
     card = (folder / "README.md").read_text()[:MAX_DESCRIPTION]
     try:
         # Inside: creating a version resolves its models:/ source through the global URI too.
         with _tracking_uri(client.tracking_uri):
-            pyfunc, onnx_info = _log_models(run_id, folder, np.ascontiguousarray(examples, dtype=np.float32), tags)
-            try:
-                client.get_registered_model(name)
-            except MlflowException:
-                client.create_registered_model(name, description=card)
+            pyfunc, onnx_info = _log_models(client, run_id, folder, np.ascontiguousarray(examples, dtype=np.float32), tags)
             version = client.create_model_version(name, pyfunc.model_uri, run_id=run_id, description=card,
                                                   tags={**tags, "bitnas.onnx_model": onnx_info.model_uri},
                                                   model_id=pyfunc.model_id)

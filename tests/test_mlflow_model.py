@@ -79,7 +79,9 @@ def test_registered_version_is_the_logged_pyfunc_model_with_card_tags_and_signat
     run = client.get_run(version.run_id)
     assert run.data.tags["bitnas.trial_number"] == str(TRIAL)
     logged = client.get_logged_model(model_id)
-    assert logged.source_run_id == version.run_id
+    assert logged.source_run_id == version.run_id and logged.experiment_id == run.info.experiment_id
+    # Its files live in the study's store, not in a ./mlruns of whatever folder export ran in.
+    assert logged.artifact_location.startswith((finished_study / "mlartifacts").resolve().as_uri())
     files = {f.path for f in client.list_logged_model_artifacts(model_id, "artifacts/trial-2")}
     assert {"artifacts/trial-2/model.bitnas.npz", "artifacts/trial-2/README.md"} <= files
     card = (registered / "README.md").read_text()
@@ -126,6 +128,7 @@ def test_onnx_flavour_logged_on_the_same_run(registered, finished_study, test_im
     assert version.tags["bitnas.onnx_model"] == note["onnx_model_uri"]
     logged = client.get_logged_model(note["onnx_model_uri"].removeprefix("models:/"))
     assert logged.source_run_id == version.run_id
+    assert logged.experiment_id == client.get_run(version.run_id).info.experiment_id
     with store(finished_study):
         info = mlflow.models.get_model_info(note["onnx_model_uri"])
         onnx_model = mlflow.pyfunc.load_model(note["onnx_model_uri"])
@@ -161,3 +164,11 @@ def test_mlflow_models_serve_answers_the_same_classes(registered, finished_study
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, 9)
             server.wait()
+
+
+def test_a_name_mlflow_refuses_is_one_line_before_anything_is_exported(finished_study, bitnas_main):
+    done = bitnas_main("export", "--study", STUDY, "--results", finished_study, "--trial", "0", "--register", "bad/name")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "bitnas: error: --register bad/name: MLflow refused: Invalid model name 'bad/name'. Names cannot contain '/' or ':'."]
+    assert done.stdout == ""  # no trial exported
