@@ -17,7 +17,7 @@ import pandas as pd
 EXPORT_ARTIFACT = "export"  # the key, in the logged model's artefacts, of the export folder
 
 
-def _class_names(header: dict) -> list[str]:
+def class_names_of(header: dict) -> list[str]:
     names = (header.get("preprocessing") or {}).get("class_names")
     if names:
         return [str(name) for name in names]
@@ -47,7 +47,7 @@ class PackedEngineModel(mlflow.pyfunc.PythonModel):
         from .packed_model import load_packed_model
 
         self.engine, header = load_packed_model(Path(context.artifacts[EXPORT_ARTIFACT]))
-        self.class_names = _class_names(header)
+        self.class_names = class_names_of(header)
 
     # np.ndarray as the hint: MLflow then validates the input against the logged signature (a
     # TensorSpec) and infers nothing from the hint.

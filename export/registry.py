@@ -111,12 +111,12 @@ def _log_models(client, run_id: str, folder: Path, examples: np.ndarray, tags: d
 
     from bitnas.evaluators.engine.packed_file import read_header
 
-    from .mlflow_model import EXPORT_ARTIFACT, _class_names, signature
+    from .mlflow_model import EXPORT_ARTIFACT, class_names_of, signature
     from .packed_model import PACKED_FILE
 
     header = read_header(folder / PACKED_FILE)
     input_shape = tuple(header["input_shape"])
-    classes = _class_names(header)
+    classes = class_names_of(header)
     with tempfile.TemporaryDirectory() as scratch:
         code = _bundle_code(Path(scratch))
         # MLflow runs the input example through the model as it logs it (it only warns on failure;
