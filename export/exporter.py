@@ -38,6 +38,7 @@ from .preprocess import preprocessing
 from .selection import Selection, select_trials
 
 CHECK_IMAGES = 64  # test images every exported format is compared with torch on
+EXAMPLE_IMAGES = 4  # test images a registered model carries as its MLflow input example
 
 
 class ExportError(UserError):
@@ -165,7 +166,8 @@ def export_trial(study: StudyArchive, trial, data: Dataset, *, artifacts: TrialA
         study.write_pareto_png(staging / "pareto.png", highlight=trial.number)
         write_model_card(staging / "README.md", study_name=study.name, trial=trial, genotype=genotype,
                          metrics=metrics, dataset=data, onnx_check=onnx_check, packed_check=packed,
-                         retrained=retrained, selection=options.selection.describe())
+                         retrained=retrained, selection=options.selection.describe(),
+                         registered_name=options.register)
         staging.chmod(0o755)  # mkdtemp made it private; the export is meant to be shared
         if target.exists():
             shutil.rmtree(target)
@@ -176,13 +178,17 @@ def export_trial(study: StudyArchive, trial, data: Dataset, *, artifacts: TrialA
     return target
 
 
-def _register(artifacts: TrialArtifacts, study: StudyArchive, trial_number: int, folder: Path, name: str) -> None:
+def _register(artifacts: TrialArtifacts, study: StudyArchive, trial_number: int, folder: Path, name: str,
+              data: Dataset) -> None:
     from .registry import register_export
 
-    version = register_export(artifacts.client, artifacts.run_id(trial_number), folder, name,
-                              tags={"bitnas.study": study.name, "bitnas.trial_number": str(trial_number)})
-    (folder / "registered.json").write_text(json.dumps({"name": name, "version": version,
-                                                         "tracking_uri": artifacts.uri}) + "\n")
+    registered = register_export(artifacts.client, artifacts.run_id(trial_number), folder, name,
+                                 tags={"bitnas.study": study.name, "bitnas.trial_number": str(trial_number)},
+                                 examples=data.test.images[:EXAMPLE_IMAGES].numpy())
+    (folder / "registered.json").write_text(json.dumps({
+        "name": name, "version": registered.version, "model_uri": f"models:/{name}/{registered.version}",
+        "logged_model_uri": registered.model_uri, "onnx_model_uri": registered.onnx_model_uri,
+        "tracking_uri": artifacts.uri}) + "\n")
 
 
 def export_study(results: Path, study_name: str, *, trial_number: int | None = None, storage: str | None = None,
@@ -195,6 +201,10 @@ def export_study(results: Path, study_name: str, *, trial_number: int | None = N
     study = StudyArchive(results, study_name, storage)
     chosen = select_trials(study, options.selection)
     artifacts = study.artifacts(options.tracking_uri)
+    if options.register:
+        from .registry import prepare_registered_model
+
+        prepare_registered_model(artifacts.client, options.register)
     data = load_dataset(study.dataset, study.data_seed, study.data_options())
     prep = preprocessing(study.dataset, study.data_seed, study.data_options())
     written, failures = [], []
@@ -202,7 +212,7 @@ def export_study(results: Path, study_name: str, *, trial_number: int | None = N
         try:
             folder = export_trial(study, trial, data, artifacts=artifacts, prep=prep, options=options)
             if options.register:
-                _register(artifacts, study, trial.number, folder, options.register)
+                _register(artifacts, study, trial.number, folder, options.register, data)
         except UserError as error:
             failures.append(f"trial {trial.number}: {error}")
             continue

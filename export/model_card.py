@@ -39,9 +39,31 @@ def _agreement_note(onnx_check, packed_check: dict | None) -> str:
             "compared within a tolerance and classes on every image that is not a near-tie.\n")
 
 
+def _registry_section(name: str | None, dataset: Dataset) -> str:
+    """How to load and serve the model once `--register NAME` has put it in the MLflow registry."""
+    model = f"models:/{name or 'NAME'}/latest"
+    shape = f"N x {dataset.in_channels} x {dataset.input_size} x {dataset.input_size}"
+    registered = (f"Exported with `--register {name}`, this folder is registered in MLflow" if name else
+                  "With `bitnas export ... --register NAME` this folder is registered in MLflow")
+    return f"""## In the MLflow model registry
+
+{registered}: a pyfunc model that runs `{PACKED_FILE}` (the packed engine), and the ONNX file in MLflow's ONNX flavour
+on the same run. Input: float32 images {shape}, preprocessed as in training; output: one row per image with
+`class`, `class_index` and `prob_<class>` (softmax) for every class. With `MLFLOW_TRACKING_URI` set to the study's store:
+
+```python
+model = mlflow.pyfunc.load_model("{model}")   # model.predict(images): a pandas DataFrame
+```
+
+```bash
+mlflow models serve -m {model} --env-manager local --host 127.0.0.1 --port 5001   # POST {{"inputs": images}} to /invocations
+```
+"""
+
+
 def write_model_card(path: Path, *, study_name: str, trial, genotype: Genotype,
                      metrics: dict, dataset: Dataset, onnx_check, packed_check: dict | None = None,
-                     retrained: dict | None = None, selection: str = "") -> None:
+                     retrained: dict | None = None, selection: str = "", registered_name: str | None = None) -> None:
     costs = genotype_costs(genotype)
     energy = estimate_energy(costs)
     latency = trial.user_attrs.get("latency", {})
@@ -114,5 +136,6 @@ import onnxruntime
 session = onnxruntime.InferenceSession("model.onnx")
 logits = session.run(["logits"], {{"image": images}})[0]
 ```
-"""
+
+{_registry_section(registered_name, dataset)}"""
     path.write_text(text)

@@ -96,5 +96,8 @@ def test_one_trial_by_number_retrained_and_registered_with_its_card(results):
     assert first.name == f"trial-{trial}"
     run = client.get_run(versions[0].run_id)
     assert run.data.tags["bitnas.trial_number"] == trial
-    files = {a.path for a in client.list_artifacts(versions[0].run_id, f"export/{first.name}")}
-    assert f"export/{first.name}/model.bitnas.npz" in files and f"export/{first.name}/README.md" in files
+    # The version is the pyfunc model logged on the trial's run, the export's files its artefacts.
+    model_id = versions[0].source.removeprefix("models:/")
+    assert client.get_logged_model(model_id).source_run_id == versions[0].run_id
+    files = {a.path for a in client.list_logged_model_artifacts(model_id, f"artifacts/{first.name}")}
+    assert {f"artifacts/{first.name}/model.bitnas.npz", f"artifacts/{first.name}/README.md"} <= files
