@@ -137,9 +137,12 @@ class FootprintMeter:
         self._problem = ""
         self._started = time.perf_counter()
         try:
-            self._own, self._machine = _own_cpu_seconds(), _machine_busy_cpu_seconds()
             self._tracker = _new_tracker()
             self._tracker.start()
+            # From here, where CodeCarbon's energy starts: the share and the seconds cover the same
+            # stretch (the hardware detection before it, the meter's own cost, is not counted).
+            self._started = time.perf_counter()
+            self._own, self._machine = _own_cpu_seconds(), _machine_busy_cpu_seconds()
         except Exception as error:  # noqa: BLE001 - a meter must never fail the work it measures
             self._tracker, self._problem = None, _reason(error)
 
