@@ -296,6 +296,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
     lease = DriverLease(study)
     lease.acquire()
     storage_name = describe_storage(config.results_dir, config.storage)
+    footprint = None
     try:
         # What this run trains with, so that an export rebuilds the same request; passwords masked.
         recorded = redact_config(config.model_dump(mode="json"))
@@ -347,4 +348,6 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
             tracker.finish("KILLED" if interrupted else ("FAILED" if aborted else "FINISHED"))
         return outcome(loop.completed(), loop.failures, interrupted, frame, volume)
     finally:
+        if footprint is not None:  # a run that ended in an error before its final checkpoint
+            footprint.close()
         lease.release()

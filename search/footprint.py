@@ -71,8 +71,10 @@ class StudyFootprint:
         self.trials_wh = self.references_wh = 0.0
         self.measured = 0
         # The trials' and references' part from what is recorded on them: never lost by a crash.
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        for trial in completed:
             self._count(trial.user_attrs.get(TRIAL_ATTR), "trial")
+        self.step = len(completed)  # the MLflow step of the last checkpoint: completed trials
         for reference in recorded_references(study).values():
             self._count(reference.get(TRIAL_ATTR), "reference")
         self.meter = FootprintMeter(self.enabled)
@@ -101,8 +103,9 @@ class StudyFootprint:
     def checkpoint(self, step: int, *, final: bool = False) -> None:
         """Read the driver's meter (at most every CHECKPOINT_SECONDS unless `final`), write the
         total to the study and log it on the study's MLflow run."""
-        if not self.enabled or (not final and time.monotonic() - self._last < CHECKPOINT_SECONDS):
+        if not self.meter.running or (not final and time.monotonic() - self._last < CHECKPOINT_SECONDS):
             return
+        self.step = step
         driver = self.meter.stop()
         if driver is not None:
             self.driver_wh += driver.energy_wh
@@ -118,6 +121,14 @@ class StudyFootprint:
                                     "footprint_references_wh": total["references_wh"],
                                     "footprint_driver_wh": total["driver_wh"]}, step=step,
                                    source=total["source"])
+
+    def close(self) -> None:
+        """At the end of a run that stopped before its final checkpoint (an error on the way): read
+        the driver's last interval if that still works, and never raise over the error itself."""
+        try:
+            self.checkpoint(self.step, final=True)
+        except Exception:  # noqa: BLE001 - the run's own error is what gets reported
+            self.meter.stop()
 
     def total(self) -> dict:
         energy = self.trials_wh + self.references_wh + self.driver_wh
