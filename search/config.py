@@ -82,7 +82,7 @@ class FootprintSection(_Section):
     """The energy the search itself uses (evaluators/footprint.py, CodeCarbon's offline tracker):
     each trial on its worker and the driver's own share, summed per study across resumes."""
 
-    # False where CodeCarbon cannot run (or its ~3 s of hardware detection per worker is unwanted).
+    # False where CodeCarbon cannot run (or its 2-3 s of hardware detection per worker is unwanted).
     enabled: bool = True
     # g CO2 per kWh of the electricity used: the world average of 475 g/kWh (IEA, 2018 generation;
     # docs/references.md, "Grid carbon intensity"); set your grid's figure for a truer CO2 count.
