@@ -1,7 +1,8 @@
 """Which sampler finds the better front? NSGA-II, TPE and random search at equal trial budgets,
 three seeds each, on the default task, through the real `bitnas search` command: the final
 hypervolume (one fixed reference point, the config's) and how many of the small reference
-architectures each front dominates (they are trained and measured once, with the same budget).
+architectures each front dominates (they are trained and measured once, with the same budget),
+and the energy each search used to find its front (the study's footprint, search/footprint.py).
 
 Goal (issue 7): the default sampler's median hypervolume >= 1.1x random's, and every small
 reference architecture dominated by a found network. Writes results/bench/search_quality.csv and
@@ -73,7 +74,9 @@ def run_study(folder: Path, sampler: str, seed: int, trials: int, epochs: float,
         optuna.storages.journal.JournalFileBackend(str(results / "optuna.journal"))))
     frame = trials_frame(study, objectives)
     front = frame[frame["pareto"]]
-    return {"sampler": sampler, "seed": seed, "trials": len(frame),
+    # What the search itself used to find this front (search/footprint.py); None if not measured.
+    footprint = study.user_attrs.get("footprint_total") or {}
+    return {"sampler": sampler, "seed": seed, "trials": len(frame), "footprint_wh": footprint.get("energy_wh"),
             "hypervolume": front_hypervolume(frame, objectives, config.hypervolume_reference),
             "front": [[row[o.name] for o in objectives] for _, row in front.iterrows()]}
 
@@ -135,24 +138,30 @@ def main() -> None:
                       f"{len(row['dominated'])}/{len(references)} references", flush=True)
     medians = {s: statistics.median(r["hypervolume"] for r in rows if r["sampler"] == s) for s in SAMPLERS}
     default = config.sampler
-    print(f"\n{'sampler':<8} {'median HV':>10} {'vs random':>9} {'references dominated (per seed)':>32}")
+    print(f"\n{'sampler':<8} {'median HV':>10} {'vs random':>9} {'references dominated (per seed)':>32} "
+          f"{'Wh per front (per seed)':>28}")
     for sampler in SAMPLERS:
         counts = [len(r["dominated"]) for r in rows if r["sampler"] == sampler]
+        energy = [round(r["footprint_wh"], 2) if r["footprint_wh"] is not None else None for r in rows
+                  if r["sampler"] == sampler]
         print(f"{sampler:<8} {medians[sampler]:>10.4g} {medians[sampler] / medians['random']:>8.2f}x "
-              f"{str(counts):>32}")
+              f"{str(counts):>32} {str(energy):>28}")
     print(f"default sampler {default!r}: {medians[default] / medians['random']:.2f}x random's median hypervolume "
           f"(goal >= 1.1x); reference point {config.hypervolume_reference}")
     write_csv(OUT / "search_quality.csv",
               [{"sampler": row["sampler"], "seed": row["seed"], "trials": row["trials"], "epochs": epochs,
                 "hypervolume": round(row["hypervolume"], 4), "references_dominated": len(row["dominated"]),
-                "references": len(references)} for row in rows])
+                "references": len(references),
+                "footprint_wh": round(row["footprint_wh"], 4) if row["footprint_wh"] is not None else None}
+               for row in rows])
     plot(rows, references, objectives, OUT / "search_quality.png")
     print(f"wrote {OUT / 'search_quality.csv'} and {OUT / 'search_quality.png'}")
     if args.json:
         print(json.dumps({"median_hypervolume": medians, "default_sampler": default,
                           "default_over_random": medians[default] / medians["random"],
                           "references": references,
-                          "dominated": {f"{r['sampler']}-{r['seed']}": r["dominated"] for r in rows}}))
+                          "dominated": {f"{r['sampler']}-{r['seed']}": r["dominated"] for r in rows},
+                          "footprint_wh": {f"{r['sampler']}-{r['seed']}": r["footprint_wh"] for r in rows}}))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ class EvalRequest:
     peer_curves: tuple[tuple[float, ...], ...] = ()        # per-epoch val accuracy of finished trials
     prefilter: ProxyPrefilter | None = None                # zero-cost proxy: score, and skip training below its threshold
     budget: ResourceBudget = field(default_factory=ResourceBudget)  # the largest network to build
+    # Measure the energy the evaluation uses (evaluators/footprint.py); read by the Ray task around
+    # `evaluate`, not by training, so it is no part of the fingerprint.
+    footprint: bool = False
 
     def fingerprint(self) -> str:
         """What decides how a network is trained and measured, as a short digest: the data, seeds,
@@ -76,6 +79,7 @@ class TrialResult:
     seconds: float
     stopped_early: bool = False
     request_fingerprint: str = ""
+    footprint: dict | None = None  # Footprint.as_dict() of the evaluation, when the request asked for it
 
 
 def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = True) -> TrialResult:

@@ -83,6 +83,17 @@ class ConstraintsSection(_Section):
     accuracy_floor: float | None = Field(0.1, ge=0, lt=1)
 
 
+class FootprintSection(_Section):
+    """The energy the search itself uses (evaluators/footprint.py, CodeCarbon's offline tracker):
+    each trial on its worker and the driver's own share, summed per study across resumes."""
+
+    # False where CodeCarbon cannot run (or its 2-3 s of hardware detection per worker is unwanted).
+    enabled: bool = True
+    # g CO2 per kWh of the electricity used: the world average of 475 g/kWh (IEA, 2018 generation;
+    # docs/references.md, "Grid carbon intensity"); set your grid's figure for a truer CO2 count.
+    grid_intensity_g_per_kwh: float = Field(475.0, ge=0, le=2000)
+
+
 class SearchConfig(_Section):
     study: str = "mnist5k-default"
     trials: int = Field(20, ge=1, le=100_000)
@@ -124,6 +135,7 @@ class SearchConfig(_Section):
     # a sampled network over it fails as a trial, in one line, without using the memory it asks for.
     budget: ResourceBudget = Field(default_factory=ResourceBudget)
     ray: RaySection = Field(default_factory=RaySection)
+    footprint: FootprintSection = Field(default_factory=FootprintSection)
     # How often a trial whose worker died (killed, out of memory, node lost) is run again.
     retries: int = Field(2, ge=0, le=100)
     # Python modules imported by the driver and by every worker before anything else, so that

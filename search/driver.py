@@ -31,6 +31,7 @@ from bitnas.spaces import Genotype
 
 from .config import SearchConfig
 from .constraints import accuracy_floor
+from .footprint import StudyFootprint
 from .interrupts import Interrupts
 from .lease import DriverLease
 from .objectives import objectives_for
@@ -73,6 +74,7 @@ class _SearchLoop:
     def __init__(self, config: SearchConfig, study: optuna.Study, recorder: TrialRecorder, views: StudyViews,
                  tracker: StudyTracker, lease: DriverLease, geometry: dict, out: Callable[[str], None]):
         self.config, self.study, self.recorder, self.views = config, study, recorder, views
+        self.footprint = recorder.footprint
         self.tracker, self.lease, self.geometry, self.out = tracker, lease, geometry, out
         self.pending: dict = {}                        # Ray ref -> TrialInFlight
         self.references: dict = {}                     # Ray ref -> ReferenceInFlight
@@ -155,7 +157,9 @@ class _SearchLoop:
         except Exception as error:  # noqa: BLE001 - a reference that fails does not stop the search
             self.out(f"[ref] {item.name} failed: {runtime.describe_error(error)}")
             return
-        record_reference(self.study, self.tracker, item.name, item.genotype, result)
+        footprint = self.footprint.record(result.footprint)
+        record_reference(self.study, self.tracker, item.name, item.genotype, result, footprint)
+        self.footprint.add(footprint, "reference")
         self.out(f"[ref] {item.name:<22} " + "  ".join(f"{k} {result.metrics[k]:.4g}" for k in
                                                       ("val_accuracy", "latency_ms", "energy_uj"))
                  + f"  ({time.monotonic() - item.started:.1f}s)")
@@ -238,6 +242,7 @@ class _SearchLoop:
         a progress line for each."""
         if not self.unannounced:
             return
+        self.footprint.checkpoint(self.completed())
         self.frame, _ = self.views.refresh()
         elapsed = time.monotonic() - self.started
         width = len(str(self.config.trials))
@@ -292,6 +297,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
     lease = DriverLease(study)
     lease.acquire()
     storage_name = describe_storage(config.results_dir, config.storage)
+    footprint = None
     try:
         # What this run trains with, so that an export rebuilds the same request; passwords masked.
         recorded = redact_config(config.model_dump(mode="json"))
@@ -300,7 +306,9 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         tracker.set_study_tags({"bitnas.sampler": config.sampler, "bitnas.dataset": config.dataset,
                                 "bitnas.trials_target": str(config.trials), "bitnas.target": config.latency.target,
                                 "bitnas.storage": storage_name})
-        recorder = TrialRecorder(study, tracker, objectives, config, data.num_classes)
+        # Started here, before Ray: the driver's own energy from now on (search/footprint.py).
+        footprint = StudyFootprint(study, tracker, config)
+        recorder = TrialRecorder(study, tracker, objectives, config, footprint, data.num_classes)
         views = StudyViews(study, tracker, objectives, config)
         recover_interrupted_trials(study, tracker, recorder, out)
         loop = _SearchLoop(config, study, recorder, views, tracker, lease, geometry, out)
@@ -308,8 +316,9 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         def outcome(completed: int, failed: int, interrupted: bool, frame, volume) -> SearchOutcome:
             return SearchOutcome(config.study, completed, failed, interrupted, frame, volume,
                                  time.monotonic() - started, objectives, storage_name, views.references,
-                                 energy_sources(study), views.importances,
-                                 accuracy_floor(config.constraints, data.num_classes))
+                                 energy_sources(study), importances=views.importances,
+                                 accuracy_floor=accuracy_floor(config.constraints, data.num_classes),
+                                 footprint=footprint.total() if footprint.enabled else None)
 
         out(f"study {config.study!r} in {storage_name}: {loop.completed_before}/{config.trials} trials completed; "
             f"space of {config.space.size():,} genotypes; objectives "
@@ -317,6 +326,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         if loop.completed_before >= config.trials and not loop.reference_queue:
             out(f"nothing to do: the study already has {loop.completed_before} completed trials (raise --trials to continue)")
             frame, volume = views.refresh(final=True)
+            footprint.checkpoint(loop.completed_before, final=True)
             tracker.finish()
             return outcome(loop.completed_before, 0, False, frame, volume)
         interrupted = False
@@ -336,8 +346,11 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
             loop.abandon(runtime)
             runtime.shutdown()
             frame, volume = views.refresh(final=True)
+            footprint.checkpoint(loop.completed(), final=True)  # the driver's last interval, however it ends
             aborted = loop.failures > config.max_failures or loop.ray_died
             tracker.finish("KILLED" if interrupted else ("FAILED" if aborted else "FINISHED"))
         return outcome(loop.completed(), loop.failures, interrupted, frame, volume)
     finally:
+        if footprint is not None:  # a run that ended in an error before its final checkpoint
+            footprint.close()
         lease.release()

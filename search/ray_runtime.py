@@ -78,12 +78,17 @@ def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...], lat
     import importlib
 
     from bitnas.evaluators.evaluate import evaluate
+    from bitnas.evaluators.footprint import FootprintMeter
 
     for name in plugins:
         importlib.import_module(name)
     if teacher is not None:
         request = dataclasses.replace(request, teacher=teacher)
-    result = evaluate(genotype_json, request, measure_here=latency_resource is None)
+    # The evaluation's energy, measured here on the worker (a latency measured on another node
+    # is not part of it).
+    with FootprintMeter(request.footprint) as meter:
+        result = evaluate(genotype_json, request, measure_here=latency_resource is None)
+    result.footprint = meter.footprint.as_dict() if meter.footprint else None
     _release_freed_memory()
     result.node = _node_name()
     if latency_resource is not None:

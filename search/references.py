@@ -34,14 +34,19 @@ def references_to_evaluate(names: tuple[str, ...], geometry: dict, study: optuna
     return {name: baseline_genotype(name, **geometry) for name in names if name not in done}
 
 
-def record_reference(study: optuna.Study, tracker: StudyTracker, name: str, genotype: Genotype, result) -> None:
-    """Keep a reference's result in the study (user attribute) and in its MLflow run."""
+def record_reference(study: optuna.Study, tracker: StudyTracker, name: str, genotype: Genotype, result,
+                     footprint: dict | None = None) -> None:
+    """Keep a reference's result in the study (user attribute) and in its MLflow run; `footprint`:
+    the energy its evaluation used (search/footprint.py), when measured."""
+    from .footprint import TRIAL_ATTR, run_metrics
+
     tracker.record_reference(name, genotype_json=genotype.to_json(indent=2), genotype_short=genotype.short(),
-                             genotype_hash=genotype.hash(), metrics=result.metrics,
+                             genotype_hash=genotype.hash(), metrics={**result.metrics, **run_metrics(footprint)},
                              epoch_accuracy=result.epoch_val_accuracy,
                              cost_csv=pd.DataFrame(result.cost_rows).to_csv(index=False))
     study.set_user_attr(PREFIX + name, {"metrics": result.metrics, "genotype_short": genotype.short(),
-                                        "genotype_hash": genotype.hash(), "latency": result.latency})
+                                        "genotype_hash": genotype.hash(), "latency": result.latency,
+                                        **({TRIAL_ATTR: footprint} if footprint else {})})
 
 
 def reference_frame(study: optuna.Study, objectives: list[Objective], trials: pd.DataFrame) -> pd.DataFrame:

@@ -84,5 +84,5 @@ def eval_request(config: SearchConfig, seed_offset: int, *, teacher=None,
         energy_profile=config.energy_profile, energy_meter=config.energy_meter,
         train_threads=train_threads(config), teacher=teacher, peer_curves=peer_curves, budget=config.budget,
         early_stopping=config.early_stopping if config.early_stopping.enabled and peer_curves else None,
-        prefilter=prefilter(config, proxy_scores),
+        prefilter=prefilter(config, proxy_scores), footprint=config.footprint.enabled,
     )

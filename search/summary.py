@@ -36,6 +36,7 @@ class SearchOutcome:
     energy_sources: dict[str, int] = field(default_factory=dict)  # source -> completed trials it measured
     importances: pd.DataFrame = field(default_factory=pd.DataFrame)  # search/importance.py
     accuracy_floor: float | None = None  # validation accuracy a trial must reach (search/constraints.py)
+    footprint: dict | None = None  # the study's footprint_total (search/footprint.py); None when not measured
 
 
 def energy_sources(study: optuna.Study) -> dict[str, int]:
@@ -67,6 +68,17 @@ def _floor_line(outcome: SearchOutcome, config: SearchConfig) -> list[str]:
             f"{under} trial(s) under it kept off the front"]
 
 
+def footprint_line(total: dict | None) -> str:
+    """What the search itself used, and how that was measured, said as CodeCarbon reported it."""
+    if total is None:
+        return "footprint: not measured (footprint.enabled is false)"
+    runs = f" over {total['runs']} runs of the driver" if total.get("runs", 1) > 1 else ""
+    others = sum(total["sources"].values()) - total["sources"].get(total["source"], 0)
+    also = f"; {others} other measurement(s) differ: see the study's footprint_total" if others else ""
+    return (f"footprint: this search used {total['energy_wh']:.3g} Wh{runs}, about {total['co2_g']:.3g} g CO2 at "
+            f"{total['grid_intensity_g_per_kwh']:g} g/kWh ({total['source'] or 'nothing measured'}{also})")
+
+
 def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
     results = config.results_dir
     storage_flag = f" --storage {outcome.storage}" if config.storage else ""
@@ -82,6 +94,7 @@ def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
         f"latency: {LATENCY_TARGET_DESCRIPTIONS.get(target, target)}, batch 1, {config.latency.threads} thread(s)",
         _energy_line(outcome.energy_sources, sum(outcome.energy_sources.values())),
         *importance_lines(outcome.importances, outcome.objectives),
+        footprint_line(outcome.footprint),
         (f"open the MLflow UI:  {redact_url(config.tracking_uri)} (the tracking server this search logged to)"
          if config.tracking_uri else f"open the MLflow UI:  {ui_command(results)}"),
         f"export the front:    bitnas export --study {outcome.study} --results {results}{storage_flag}",

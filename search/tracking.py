@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -159,6 +160,14 @@ class StudyTracker:
             Metric("hypervolume", hypervolume, 0, completed), Metric("pareto_size", float(pareto_size), 0, completed),
             Metric("completed_trials", float(completed), 0, completed)])
         self.client.log_artifacts(self.parent_id, str(folder))
+
+    def log_footprint(self, metrics: dict[str, float], *, step: int, source: str) -> None:
+        """The study's energy footprint so far (search/footprint.py), as metrics of the study's run."""
+        # Timestamped, unlike the views' metrics: two checkpoints at the same step (the last trial's
+        # and the run's end) must leave the later one as the run's latest value.
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()],
+                              tags=[RunTag("bitnas.footprint_source", source[:5000])] if source else [])
 
     def set_pareto_tags(self, front: set[int], completed: set[int]) -> None:
         """Keep the tag `pareto` (true/false) of every completed trial's run equal to its place in

@@ -19,6 +19,7 @@ from bitnas.spaces import Genotype
 
 from .config import SearchConfig
 from .constraints import constraint_values
+from .footprint import TRIAL_ATTR as FOOTPRINT_ATTR, StudyFootprint, duplicate_record, run_metrics
 from .objectives import Objective
 from .tracking import StudyTracker
 
@@ -66,8 +67,9 @@ def energy_breakdown(result) -> str:
 
 class TrialRecorder:
     def __init__(self, study: optuna.Study, tracker: StudyTracker, objectives: list[Objective], config: SearchConfig,
-                 num_classes: int):
+                 footprint: StudyFootprint, num_classes: int):
         self.study, self.tracker, self.objectives, self.config = study, tracker, objectives, config
+        self.footprint = footprint
         self.num_classes = num_classes  # the accuracy floor is relative to chance
 
     def start(self, item: TrialInFlight) -> None:
@@ -106,14 +108,20 @@ class TrialRecorder:
             # Its accuracy is from fewer epochs than the others': kept off the Pareto front (report.py).
             item.trial.set_user_attr("stopped_early", True)
             shared["stopped_early"] = True
+        # The energy its evaluation used; not in `metrics`, which an identical network reuses.
+        footprint = self.footprint.record(result.footprint)
+        if footprint:
+            item.trial.set_user_attr(FOOTPRINT_ATTR, footprint)
         self.tracker.finish_trial(
-            item.trial.number, status="FINISHED", metrics=result.metrics, epoch_accuracy=result.epoch_val_accuracy,
+            item.trial.number, status="FINISHED", metrics={**result.metrics, **run_metrics(footprint)},
+            epoch_accuracy=result.epoch_val_accuracy,
             files={"weights.safetensors": result.weights, "costs.csv": pd.DataFrame(result.cost_rows).to_csv(index=False),
                    "latency.json": pd.Series(result.latency).to_json(indent=2),
                    "energy.json": energy_breakdown(result)},
             tags={"bitnas.node": result.node, **({"bitnas.stopped_early": "true"} if shared.get("stopped_early") else {})},
         )
         self._tell_complete(item.trial, result.metrics)
+        self.footprint.add(footprint)
         return Reusable(item.trial.number, {**shared, "metrics": result.metrics})
 
     def duplicate(self, item: TrialInFlight, original: Reusable) -> None:
@@ -122,7 +130,11 @@ class TrialRecorder:
         for key in ("latency", "energy_source", "node", "stopped_early"):
             if key in original.user_attrs:
                 item.trial.set_user_attr(key, original.user_attrs[key])
-        self.tracker.finish_trial(item.trial.number, status="FINISHED", metrics=original.user_attrs["metrics"],
+        footprint = duplicate_record(original.number) if self.footprint.enabled else None
+        if footprint:  # nothing evaluated, nothing spent
+            item.trial.set_user_attr(FOOTPRINT_ATTR, footprint)
+        self.tracker.finish_trial(item.trial.number, status="FINISHED",
+                                  metrics={**original.user_attrs["metrics"], **run_metrics(footprint)},
                                   tags={"bitnas.duplicate_of": str(original.number)})
         self._tell_complete(item.trial, original.user_attrs["metrics"])
 

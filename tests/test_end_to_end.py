@@ -84,6 +84,31 @@ def mlflow_runs(results: Path, study: str = STUDY):
     return client, parents, children, references
 
 
+def assert_footprint_adds_up(study, parent, children) -> dict:
+    """Every evaluated trial and reference has a positive footprint with its source; the study's
+    total is their sum plus the driver's own share, and the study's MLflow run says the same."""
+    from bitnas.search.footprint import TOTAL_ATTR, TRIAL_ATTR
+    from bitnas.search.references import recorded_references
+
+    total = study.user_attrs[TOTAL_ATTR]
+    evaluated = [t.user_attrs[TRIAL_ATTR] for t in study.get_trials(states=(TrialState.COMPLETE,))
+                 if "duplicate_of" not in t.user_attrs]
+    references = [r["footprint"] for r in recorded_references(study).values()]
+    for footprint in evaluated + references:
+        assert footprint["energy_wh"] > 0 and footprint["source"].startswith("CodeCarbon "), footprint
+        assert footprint["co2_g"] == pytest.approx(footprint["energy_wh"] * 475 / 1000)
+    assert total["driver_wh"] > 0 and total["measured"] == len(evaluated) + len(references)
+    assert total["energy_wh"] == pytest.approx(sum(f["energy_wh"] for f in evaluated + references) + total["driver_wh"])
+    assert total["source"].startswith("CodeCarbon ")
+    assert parent.data.metrics["footprint_energy_wh"] == pytest.approx(total["energy_wh"])
+    assert parent.data.metrics["footprint_co2_g"] == pytest.approx(total["co2_g"])
+    by_number = {t.number: t for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    for child in children:
+        trial = by_number[int(child.data.tags["bitnas.trial_number"])]
+        assert child.data.metrics["footprint_energy_wh"] == pytest.approx(trial.user_attrs[TRIAL_ATTR]["energy_wh"])
+    return total
+
+
 def test_search_records_every_trial_in_storage_and_mlflow(searched):
     results, done = searched
     assert f"Pareto front of study '{STUDY}'" in done.stdout
@@ -116,6 +141,10 @@ def test_search_records_every_trial_in_storage_and_mlflow(searched):
         genotype_json = Path(client.download_artifacts(child.info.run_id, "genotype.json")).read_text()
         assert Genotype.from_json(genotype_json).hash() == child.data.tags["bitnas.genotype_hash"]
 
+    total = assert_footprint_adds_up(study, parent, children)
+    assert re.search(rf"^footprint: this search used {total['energy_wh']:.3g} Wh, about [0-9.e-]+ g CO2 at 475 g/kWh "
+                     r"\(CodeCarbon \d", done.stdout, re.M), done.stdout[-1500:]
+
     pareto_csv = Path(client.download_artifacts(parent.info.run_id, "pareto.csv")).read_text().splitlines()
     assert pareto_csv[0].startswith("trial,pareto,accuracy,latency_ms,energy_uj")
     assert 1 <= len(pareto_csv) - 1 <= 3
@@ -130,11 +159,16 @@ def test_resume_by_name_adds_trials_without_duplicating_runs(tmp_path, bitnas_ma
     done = bitnas_main(*args, "--trials", "4")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "3/4 trials completed" in done.stdout and "[ref]" not in done.stdout  # the reference is not re-run
-    _, counts = study_state(results, study)
+    resumed, counts = study_state(results, study)
     assert counts[TrialState.COMPLETE] == 4
     _, parents, children, references = mlflow_runs(results, study)
     assert len(parents) == 1 and len(children) == 4 and len(references) == 1
     assert sorted(int(c.data.tags["bitnas.trial_number"]) for c in children) == [0, 1, 2, 3]
+    # The footprint continues across the resume: the first run's total plus this run's trial and driver.
+    total = assert_footprint_adds_up(resumed, parents[0], children)
+    assert total["runs"] == 2 and total["energy_wh"] > first.footprint["energy_wh"] > 0
+    assert total["driver_wh"] > first.footprint["driver_wh"]
+    assert "over 2 runs of the driver" in done.stdout
 
     again = bitnas_main(*args, "--trials", "4")
     assert again.returncode == 0 and "nothing to do" in again.stdout

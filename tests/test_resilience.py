@@ -262,3 +262,4 @@ def test_a_resource_no_node_offers_is_refused_at_once(tmp_path, bitnas_main):
     assert done.stderr.count("\n") == 1
     study = load(tmp_path / "results", "no-device")
     assert study.trials == []
+    assert study.user_attrs["footprint_total"]["driver_wh"] > 0  # the driver's energy is kept even so
