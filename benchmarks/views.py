@@ -34,7 +34,6 @@ from optuna.distributions import CategoricalDistribution
 from bitnas.search.config import SearchConfig
 from bitnas.search.objectives import objectives_for
 from bitnas.search.pareto import hypervolume, pareto_indices
-from bitnas.search.report import trials_frame
 from bitnas.search.storage import open_storage
 from bitnas.search.tracking import PARENT_TAG, ROLE_TAG, STUDY_TAG, TRIAL_TAG, StudyTracker
 from bitnas.search.views import StudyViews, minimised_points
