@@ -212,7 +212,9 @@ def test_identical_networks_are_trained_once_and_constraints_keep_the_front_feas
         {name: (stem if name == "stem_width" else values[0]) for name, values in choices.items()},
         input_size=8, in_channels=1, num_classes=10)).size_kb for stem in (4, 8)]
     budget = sum(sizes) / 2
-    config = write_config(tmp_path, space=space, sampler="random", seed=1, constraints={"max_size_kb": budget})
+    # The size budget alone decides feasibility here: the accuracy floor is off, because these 8x8
+    # networks trained briefly may sit near chance.
+    config = write_config(tmp_path, space=space, sampler="random", seed=1, constraints={"max_size_kb": budget, "accuracy_floor": None})
     results = tmp_path / "results"
     done = bitnas_main(*search_args(config, results, "dedup", 5))
     assert done.returncode == 0, done.stderr[-3000:]
