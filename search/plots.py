@@ -128,7 +128,7 @@ def write_hypervolume_png(curve: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(figure)
 
 
-def _hover(row: pd.Series, objectives: list[Objective], first_line: str) -> str:
+def _hover(row: dict, objectives: list[Objective], first_line: str) -> str:
     return "<br>".join([first_line, str(row["genotype"]).replace(" | ", "<br>  ")]
                        + [f"{o.name}: {row[o.name]:.4g}" for o in objectives]
                        + [f"{c}: {row[c]:.4g}" for c in ("params", "size_kb", "ops") if c in row and pd.notna(row[c])])
@@ -146,16 +146,16 @@ def write_pareto_html(frame: pd.DataFrame, objectives: list[Objective], path: Pa
     if colour:
         marker.update(color=ok[colour], colorscale="Viridis", showscale=True, colorbar=dict(title=colour))
     hover = [_hover(row, objectives, f"trial {int(row['trial'])}" + (" (Pareto front)" if row["pareto"] else ""))
-             for _, row in ok.iterrows()]
+             for row in ok.to_dict("records")]  # records: iterrows builds a Series per row
     figure = go.Figure(go.Scatter(x=ok[x], y=ok[y], mode="markers", marker=marker, text=hover, name="trials",
                                   hovertemplate="%{text}<extra></extra>"))
     if len(bad):
         text = [_hover(row, objectives, f"trial {int(row['trial'])}: INFEASIBLE ({row.get('violates', '')})")
-                for _, row in bad.iterrows()]
+                for row in bad.to_dict("records")]
         figure.add_trace(go.Scatter(x=bad[x], y=bad[y], mode="markers", marker=dict(size=8, color=GREY), text=text,
                                     name="infeasible (over a budget)", hovertemplate="%{text}<extra></extra>"))
     if references is not None and len(references) and x in references.columns:
-        text = [_hover(row, objectives, f"reference {row['reference']}") for _, row in references.iterrows()]
+        text = [_hover(row, objectives, f"reference {row['reference']}") for row in references.to_dict("records")]
         figure.add_trace(go.Scatter(x=references[x], y=references[y], mode="markers+text", text=references["reference"],
                                     textposition="bottom center", hovertext=text, hoverinfo="text",
                                     marker=dict(symbol="star", size=14, color="crimson"), name="reference architectures"))
