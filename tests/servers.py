@@ -22,6 +22,24 @@ def wait_until_healthy(url: str, server: subprocess.Popen, log: Path, what: str,
         time.sleep(0.5)
 
 
+def stop_session(server: subprocess.Popen) -> None:
+    """End a server started with `start_new_session=True` and every process of its session (a
+    command that starts its own server: `bitnas ui`, `mlflow models serve` and its uvicorn):
+    SIGTERM, then SIGKILL after 20 s."""
+    import contextlib
+    import os
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     import socket

@@ -25,7 +25,7 @@ from bitnas.export.packed_model import load_packed_model
 from bitnas.search.studies import StudyArchive
 from bitnas.search.tracking import tracking_uri
 from conftest import SHARED_STUDY as STUDY
-from servers import free_port, wait_until_healthy
+from servers import free_port, stop_session, wait_until_healthy
 
 NAME = "views-served"
 TRIAL = 2
@@ -156,14 +156,7 @@ def test_mlflow_models_serve_answers_the_same_classes(registered, finished_study
         assert [row["class_index"] for row in predictions] == list(packed_logits.argmax(axis=1))
         assert [row["class"] for row in predictions] == [str(i) for i in packed_logits.argmax(axis=1)]
     finally:
-        # `serve` runs uvicorn in a child process: end the whole session this test started.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait()
+        stop_session(server)  # `serve` runs uvicorn in a child process: the whole session goes
 
 
 def test_a_name_mlflow_refuses_is_one_line_before_anything_is_exported(finished_study, bitnas_main):

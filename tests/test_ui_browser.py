@@ -23,7 +23,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bitnas.search.tracking import tracking_uri
-from servers import free_port, wait_until_healthy
+from servers import free_port, stop_session, wait_until_healthy
 from conftest import SHARED_STUDY as STUDY
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -126,11 +126,7 @@ def ui(finished_study, tmp_path):
         assert f"MLflow UI for {results / 'mlflow.db'}: {url}" in (tmp_path / "ui.log").read_text()
         yield results, url
     finally:
-        os.killpg(server.pid, 15)  # the command and the MLflow server it started
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
+        stop_session(server)  # the command and the MLflow server it started
         log.close()
 
 
@@ -187,9 +183,5 @@ def test_optuna_dashboard_lists_the_study_with_its_objective_names(finished_stud
         assert detail["objective_names"] == ["accuracy", "latency_ms", "energy_uj"]
         assert len(detail["trials"]) == len([t for t in detail["trials"] if t["state"] == "Complete"]) > 0
     finally:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
+        stop_session(server)
         log.close()
