@@ -2,10 +2,12 @@
 
 Both come from moocore (López-Ibáñez et al.'s C implementations, maintained, with a public API):
 its non-dominated filter is the O(n log n) dimension sweep for up to three objectives, and its
-hypervolume the exact algorithms of the EMO literature, so the refresh after a trial of a study of
-10,000 trials stays under a second (0.58 s measured, `benchmarks/views.py`). Optuna's own front (`Study.best_trials`) ranks
-every completed trial, and the front here must be built from a subset of them (feasible, not a
-duplicate, not stopped early: `report.trials_frame`); its function over an arbitrary set and its
+hypervolume the exact algorithms of the EMO literature, so the refresh after a trial of a study
+of 10,000 trials stays under a second (0.58 s measured, `benchmarks/views.py`).
+
+Optuna's own front (`Study.best_trials`) ranks every completed trial, and the front here must be
+built from a subset of them (feasible, not a duplicate, not stopped early: `report.trials_frame`);
+its function over an arbitrary set and its
 hypervolume live in private modules (`optuna.study._multi_objective`, `optuna._hypervolume`) that
 may change in any release. The tests check that this front equals `best_trials` wherever the two
 are defined on the same trials.
