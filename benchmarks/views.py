@@ -37,7 +37,8 @@ from bitnas.search.objectives import objectives_for
 from bitnas.search.pareto import hypervolume, pareto_indices
 from bitnas.search.storage import open_storage
 from bitnas.search.tracking import PARENT_TAG, ROLE_TAG, STUDY_TAG, TRIAL_TAG, StudyTracker
-from bitnas.search.views import StudyViews, minimised_points
+from bitnas.search.report import minimised_points
+from bitnas.search.views import StudyViews
 
 from _output import write_csv  # noqa: E402
 

@@ -5,7 +5,7 @@ The evaluator is Optuna's mean decrease in impurity (`MeanDecreaseImpurityImport
 a random forest fitted to the trials, each choice scored by how much its splits explain). Chosen
 by measurement on studies whose objectives depend on known choices (tests/test_importance.py):
 it named the right choice first for every objective at 20, 60, 300 and 1,000 trials, as fANOVA
-(Optuna's default) did, but fANOVA took 13 s at 60 trials and 90 s at 300 here, too slow to refresh
+(Optuna's default) did, but fANOVA took 13 s at 60 trials and 90 s at 300 here (on a loaded machine), too slow to refresh
 beside the other views; PED-ANOVA was fast but ranked a random choice first at 60 trials.
 The forest is fitted on at most MAX_TRIALS trials (a seeded sample) so a study of 10,000 trials
 refreshes this view in seconds, not minutes.

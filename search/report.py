@@ -3,6 +3,7 @@ Pareto membership. The front is built from feasible trials only."""
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 import pandas as pd
 
@@ -46,9 +47,13 @@ def trials_frame(study: optuna.Study, objectives: list[Objective]) -> pd.DataFra
 
 def front_hypervolume(frame: pd.DataFrame, objectives: list[Objective], reference: dict[str, float]) -> float:
     front = frame.loc[frame["pareto"].astype(bool)]  # .loc: an empty object-typed mask would select columns
-    points = [[o.minimised(value) for o, value in zip(objectives, values)]
-              for values in front[[o.name for o in objectives]].itertuples(index=False)]
-    return hypervolume(points, [o.minimised(reference[o.name]) for o in objectives])
+    return hypervolume(minimised_points(front, objectives), [o.minimised(reference[o.name]) for o in objectives])
+
+
+def minimised_points(frame: pd.DataFrame, objectives: list[Objective]) -> np.ndarray:
+    """The frame's objectives as rows of a minimisation problem (maximised ones negated)."""
+    signs = np.array([-1.0 if o.direction == "maximize" else 1.0 for o in objectives])
+    return frame[[o.name for o in objectives]].to_numpy(dtype=float).reshape(len(frame), len(objectives)) * signs
 
 
 def format_table(frame: pd.DataFrame, objectives: list[Objective]) -> str:

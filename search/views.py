@@ -21,7 +21,7 @@ from .pareto import hypervolume
 from .plots import (write_hypervolume_png, write_importance_png, write_pairwise_png, write_parallel_html,
                     write_pareto_html, write_pareto_png)
 from .references import reference_frame
-from .report import front_hypervolume, trials_frame
+from .report import front_hypervolume, minimised_points, trials_frame
 from .tracking import StudyTracker
 
 # Plots are the slow part of a refresh (csv and metrics refresh every trial): they are redrawn at
@@ -29,12 +29,6 @@ from .tracking import StudyTracker
 # time, so a long study's growing plots do not steal the workers' CPU.
 PLOT_INTERVAL_S = 20.0
 PLOT_SHARE = 0.05
-
-
-def minimised_points(frame: pd.DataFrame, objectives: list[Objective]) -> np.ndarray:
-    """The frame's objectives as rows of a minimisation problem (maximised ones negated)."""
-    signs = np.array([-1.0 if o.direction == "maximize" else 1.0 for o in objectives])
-    return frame[[o.name for o in objectives]].to_numpy(dtype=float).reshape(len(frame), len(objectives)) * signs
 
 
 def hypervolume_curve(frame: pd.DataFrame, objectives: list[Objective], reference: dict[str, float]) -> pd.DataFrame:
