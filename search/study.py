@@ -50,8 +50,7 @@ def recover_interrupted_trials(study: optuna.Study, tracker: StudyTracker, recor
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        if tracker.has_trial_run(trial.number):
-            tracker.finish_trial(trial.number, status="KILLED", tags={"bitnas.error": "the search driver stopped"})
+        tracker.kill_trial(trial.number, params=trial.params, error="the search driver stopped")
         if trial.params:
             recorder.requeue(trial.params, retry_of=trial.number, attempt=int(trial.user_attrs.get("attempt", 1)) + 1)
     if stale:

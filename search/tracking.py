@@ -94,17 +94,31 @@ class StudyTracker:
     def start_trial(self, number: int, *, params: dict, genotype_json: str, genotype_short: str,
                     genotype_hash: str, tags: dict[str, str] | None = None) -> str:
         """Open the trial's child run (RUNNING) when it is dispatched, or find it again."""
+        run_id = self._trial_run(number, {"bitnas.genotype_hash": genotype_hash, "bitnas.genotype": genotype_short[:5000],
+                                          **(tags or {})})
+        existing = self.client.get_run(run_id).data.params
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items() if k not in existing])
+        self._log_files(run_id, {"genotype.json": genotype_json, "genotype.txt": genotype_short + "\n"})
+        return run_id
+
+    def _trial_run(self, number: int, tags: dict[str, str]) -> str:
+        """The trial's child run, found by its tags or made now."""
         run_id = find_trial_run_id(self.client, self.experiment_id, number)
         if run_id is None:
             run_id = self.client.create_run(
                 self.experiment_id, run_name=f"trial-{number}",
                 tags={ROLE_TAG: "trial", STUDY_TAG: self.study, TRIAL_TAG: str(number), PARENT_TAG: self.parent_id,
-                      "bitnas.genotype_hash": genotype_hash, "bitnas.genotype": genotype_short[:5000], **(tags or {})},
-            ).info.run_id
+                      **tags}).info.run_id
+        return run_id
+
+    def kill_trial(self, number: int, *, params: dict, error: str) -> None:
+        """Close a trial that a driver which died left running, as KILLED. A driver killed between
+        asking for a trial and opening its run left it none: it gets one now, so every trial of the
+        study has exactly one run."""
+        run_id = self._trial_run(number, {})
         existing = self.client.get_run(run_id).data.params
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items() if k not in existing])
-        self._log_files(run_id, {"genotype.json": genotype_json, "genotype.txt": genotype_short + "\n"})
-        return run_id
+        self.finish_trial_run(run_id, status="KILLED", tags={"bitnas.error": error})
 
     def finish_trial(self, number: int, *, status: str, metrics: dict[str, float] | None = None,
                      epoch_accuracy: list[float] | None = None, files: dict[str, bytes | str] | None = None,
@@ -126,9 +140,6 @@ class StudyTracker:
         if files:
             self._log_files(run_id, files)
         self.client.set_terminated(run_id, status)
-
-    def has_trial_run(self, number: int) -> bool:
-        return find_trial_run_id(self.client, self.experiment_id, number) is not None
 
     def record_reference(self, name: str, *, genotype_json: str, genotype_short: str, genotype_hash: str,
                          metrics: dict[str, float], epoch_accuracy: list[float], cost_csv: str) -> None:

@@ -265,3 +265,29 @@ def test_a_resource_no_node_offers_is_refused_at_once(tmp_path, bitnas_main):
     study = load(tmp_path / "results", "no-device")
     assert study.trials == []
     assert study.user_attrs["footprint_total"]["driver_wh"] > 0  # the driver's energy is kept even so
+
+
+def test_a_trial_killed_before_its_run_was_opened_gets_one_on_recovery(tmp_path):
+    """The kill window between asking for a trial and opening its MLflow run: recovery fails the
+    trial, gives it its own run (KILLED), and queues its network again, so every trial has one run."""
+    from bitnas.search.config import SearchConfig
+    from bitnas.search.footprint import StudyFootprint
+    from bitnas.search.storage import open_storage
+    from bitnas.search.study import recover_interrupted_trials
+    from bitnas.search.tracking import StudyTracker
+    from bitnas.search.trial_records import TrialRecorder
+
+    config = SearchConfig(results=str(tmp_path), study="window", footprint={"enabled": False})
+    objectives = objectives_for(config.objectives)
+    study = optuna.create_study(study_name="window", storage=open_storage(tmp_path),
+                                directions=["maximize", "minimize", "minimize"])
+    asked = study.ask()
+    asked.suggest_categorical("stem_width", [8, 16])  # asked, then the driver died: no run was opened
+    tracker = StudyTracker(tmp_path, "window", {}, list(config.objectives))
+    recorder = TrialRecorder(study, tracker, objectives, config, StudyFootprint(study, tracker, config), 10)
+    lines = []
+    recover_interrupted_trials(study, tracker, recorder, lines.append)
+    assert study.trials[asked.number].state == TrialState.FAIL and "queued their networks again" in lines[0]
+    runs = trial_runs(tmp_path, "window")
+    assert [r.data.tags["bitnas.trial_number"] for r in runs] == [str(asked.number)]
+    assert runs[0].info.status == "KILLED" and runs[0].data.params["stem_width"] == str(asked.params["stem_width"])
