@@ -3,7 +3,7 @@
 Both come from moocore (López-Ibáñez et al.'s C implementations, maintained, with a public API):
 its non-dominated filter is the O(n log n) dimension sweep for up to three objectives, and its
 hypervolume the exact algorithms of the EMO literature, so the refresh after a trial of a study
-of 10,000 trials stays under a second (0.58 s measured, `benchmarks/views.py`).
+of 10,000 trials stays under a second (0.48 to 0.58 s measured, `benchmarks/views.py`).
 
 Optuna's own front (`Study.best_trials`) ranks every completed trial, and the front here must be
 built from a subset of them (feasible, not a duplicate, not stopped early: `report.trials_frame`);
