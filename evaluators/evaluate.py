@@ -2,16 +2,22 @@
 
 Pure with respect to the study: it reads a genotype and a request, trains, counts, measures and
 returns data. It never touches Optuna storage or MLflow; the driver records what it returns.
+
+Order: build -> count costs -> measure latency and hardware energy (alone in the node's
+measurement slot, cached per genotype: evaluators/measurement.py) -> reject a network over a
+latency, energy or size budget -> train (each step through the slot's gate) -> validate.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import platform
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from safetensors.torch import save as safetensors_bytes
@@ -47,6 +53,9 @@ class EvalRequest:
     # Measure the energy the evaluation uses (evaluators/footprint.py); read by the Ray task around
     # `evaluate`, not by training, so it is no part of the fingerprint.
     footprint: bool = False
+    # Upper bounds on metrics known before training ("latency_ms", "energy_uj", "size_kb"): a network
+    # over one is not trained (the study's constraints keep it off the front either way).
+    limits: tuple[tuple[str, float], ...] = ()
 
     def fingerprint(self) -> str:
         """What decides how a network is trained and measured, as a short digest: the data, seeds,
@@ -80,11 +89,19 @@ class TrialResult:
     stopped_early: bool = False
     request_fingerprint: str = ""
     footprint: dict | None = None  # Footprint.as_dict() of the evaluation, when the request asked for it
+    rejected: list = field(default_factory=list)  # pre-training limits the network broke (not trained)
 
 
-def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = True) -> TrialResult:
-    """Train, count, estimate energy and (unless `measure_here` is False, when another node that
-    is the target device measures it: `measure_trained`) measure latency."""
+PRE_TRAINING_LIMITS = ("latency_ms", "energy_uj", "size_kb")
+
+
+def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = True,
+             premeasured: dict | None = None) -> TrialResult:
+    """Count, measure latency and energy (here, unless `measure_here` is False: then another node,
+    the target device, measured it: `premeasured`, or it is measured there after training), reject
+    a network over a pre-training limit, train."""
+    from .measurement import MeasurementSlot
+
     started = time.perf_counter()
     genotype = Genotype.from_json(genotype_json)
     data = load_dataset(request.dataset, request.data_seed, request.data)
@@ -97,28 +114,31 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
     torch.set_num_threads(request.train_threads)
     torch.manual_seed(request.seed)
     model = build_model(genotype)
+    costs = count_costs(model, data.input_shape)
+    energy = estimate_energy(costs, request.energy_profile)
+    slot = MeasurementSlot()
+    measured = measure_before_training(model, genotype, data.input_shape, request, slot) if measure_here else premeasured
+    early_metrics = {"size_kb": float(costs.totals()["size_kb"]), "energy_uj": energy.total_uj,
+                     **(_measured_metrics(measured) if measured else {})}
+    over = [f"{name} {early_metrics[name]:.4g} > {bound:g}" for name, bound in request.limits
+            if name in early_metrics and early_metrics[name] > bound]
     stop = request.early_stopping.callback(request.peer_curves) if request.early_stopping else None
     teacher = request.teacher.model() if request.teacher is not None else None
-    proxy_metrics, skipped = {}, False
-    if request.prefilter is not None:
+    proxy_metrics, skipped = {}, bool(over)
+    if request.prefilter is not None and not over:
         score = request.prefilter.score(model, data.train, request.seed)
         proxy_metrics = {f"proxy_{request.prefilter.proxy}": score}
         skipped = request.prefilter.rejects(score)
-    if skipped:  # ranked among the hopeless by the proxy: not trained, its accuracy is the untrained one
+    if skipped:  # over a budget, or ranked among the hopeless by the proxy: its accuracy is the untrained one
         outcome = TrainingOutcome(0, 0.0, float("nan"), (), "none", stopped_early=True)
     else:
         outcome = train(model, data.train, data.val, request.training, seed=request.seed, teacher=teacher,
-                        should_stop=stop)
-    costs = count_costs(model, data.input_shape)
-    energy = estimate_energy(costs, request.energy_profile)
-    latency = measure_latency(model, data.input_shape, request.latency) if measure_here else None
-    measured = (_measured_energy(model, data.input_shape, request)
-                if measure_here and request.energy_meter == "auto" else None)
+                        should_stop=stop, step_guard=slot.training_step if measure_here else None)
     metrics = {
         "val_accuracy": outcome.epoch_val_accuracy[-1] if outcome.epoch_val_accuracy else accuracy(model, data.val),
-        **({"latency_ms": latency.median_ms, "latency_p90_ms": latency.p90_ms} if latency else {}),
         # Where the hardware has a meter the objective is measured; the analytic split is kept too.
-        "energy_uj": measured.per_inference_uj if measured else energy.total_uj,
+        "energy_uj": energy.total_uj,
+        **(_measured_metrics(measured) if measured else {}),
         "energy_analytic_uj": energy.total_uj,
         "energy_compute_uj": energy.compute_uj,
         "energy_memory_uj": energy.memory_uj,
@@ -128,17 +148,73 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         "final_loss": outcome.final_loss,
         "epochs_trained": float(len(outcome.epoch_val_accuracy)),
         "stopped_early": float(outcome.stopped_early),
+        "slot_wait_s": slot.waited_s,
         **proxy_metrics,
-        **({"skipped_by_proxy": 1.0} if skipped else {}),
+        **({"skipped_by_proxy": 1.0} if skipped and not over else {}),
+        **({"rejected_before_training": 1.0} if over else {}),
     }
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    energy_source = measured["energy"]["source"] if measured and measured.get("energy") else energy.source
     return TrialResult(
         genotype_hash=genotype.hash(), metrics=metrics, epoch_val_accuracy=list(outcome.epoch_val_accuracy),
-        latency=latency.as_dict() if latency else {}, energy_source=measured.source if measured else energy.source,
+        latency=measured["latency"] if measured else {}, energy_source=energy_source,
         cost_rows=[{**row, "energy_pj": pj} for row, pj in zip(costs.rows(), energy.by_layer_pj)],
         weights=safetensors_bytes(state), node=platform.node(), pid=os.getpid(), seconds=time.perf_counter() - started,
         stopped_early=outcome.stopped_early, request_fingerprint=request.fingerprint(),
+        rejected=over,
     )
+
+
+def _measured_metrics(measured: dict) -> dict[str, float]:
+    latency = measured["latency"]
+    metrics = {"latency_ms": latency["median_ms"], "latency_p90_ms": latency["p90_ms"]}
+    if measured.get("energy"):
+        metrics["energy_uj"] = measured["energy"]["per_inference_uj"]
+    return metrics
+
+
+def measure_before_training(model, genotype: Genotype, input_shape: tuple[int, int, int], request: EvalRequest,
+                            slot=None, cache=None) -> dict:
+    """Latency (and hardware energy where a meter is readable) of the freshly built network, alone
+    in the node's measurement slot, or from the node's cache when this genotype was measured here
+    before under the same settings: {"latency": ..., "energy": ... or None, "cached": bool,
+    "slot_wait_s": seconds waited for the slot}."""
+    from .measurement import MeasurementCache, MeasurementKey, MeasurementSlot
+
+    slot = slot if slot is not None else MeasurementSlot()
+    cache = cache if cache is not None else MeasurementCache()
+    key = MeasurementKey(genotype.hash(), request.latency.target, request.latency.threads, request.latency.runs,
+                         request.latency.warmup, request.energy_meter, request.latency.mode)
+    known = cache.get(key)
+    if known is not None:
+        return {**known, "cached": True, "slot_wait_s": 0.0}
+    # Measurement draws random inputs; forking keeps the trial's training randomness as it was.
+    with torch.random.fork_rng(), slot.measuring() as waited:
+        if request.latency.mode == "predict":
+            latency = predicted_latency(model, input_shape, request.latency, cache.directory.parent)
+        else:
+            latency = {**measure_latency(model, input_shape, request.latency).as_dict(), "source": "measured",
+                       "measured": "before training, alone in the node's slot"}
+        energy = _measured_energy(model, input_shape, request) if request.energy_meter == "auto" else None
+    value = {"latency": latency, "energy": (dataclasses.asdict(energy) if energy is not None else None)}
+    cache.put(key, value)
+    return {**value, "cached": False, "slot_wait_s": waited}
+
+
+def predicted_latency(model, input_shape: tuple[int, int, int], config, folder) -> dict:
+    """`latency.mode: predict`: the sum of the network's parts from the node's lookup table, in the
+    shape of a measurement's record (median and p90 both the prediction), `source: predicted`."""
+    from .latency import cpu_model, environment
+    from .predictor import TARGETS as PREDICTABLE, LatencyTable
+
+    if config.target not in PREDICTABLE:
+        raise ValueError(f"latency mode 'predict' supports targets {', '.join(PREDICTABLE)}, not {config.target!r}")
+    table = LatencyTable.for_target(Path(folder) / "latency-tables", config.target)
+    predicted = table.predict(model, input_shape)
+    return {"median_ms": predicted, "p90_ms": predicted, "min_ms": predicted, "runs": 0, "threads": 1,
+            "engine": f"predicted from {len(table.entries)} timed parts ({table.timed_now} timed now)",
+            "cpu": cpu_model(), "torch_version": torch.__version__, "host": platform.node(), "target": config.target,
+            "environment": environment(1, "latency table"), "source": "predicted"}
 
 
 def _measured_energy(model, input_shape: tuple[int, int, int], request: EvalRequest):
@@ -163,13 +239,21 @@ def _measured_energy(model, input_shape: tuple[int, int, int], request: EvalRequ
     return meter.measure(run, max(request.latency.runs, 200))
 
 
-def measure_trained(genotype_json: str, weights: bytes, request: EvalRequest) -> dict:
-    """Latency of a trained network, measured here (on the node that is the target device)."""
-    from safetensors.torch import load as safetensors_load
-
+def measure_on_target(genotype_json: str, request: EvalRequest) -> dict:
+    """Latency and energy of a genotype measured here, on the node that is the target device,
+    before (or while) another node trains it: what `measure_before_training` returns, plus the node."""
     genotype = Genotype.from_json(genotype_json)
+    torch.manual_seed(request.seed)
     model = build_model(genotype)
-    model.load_state_dict(safetensors_load(weights))
     shape = (genotype.in_channels, genotype.input_size, genotype.input_size)
-    return {**measure_latency(model, shape, request.latency).as_dict(), "measured_on": platform.node()}
+    measured = measure_before_training(model, genotype, shape, request)
+    return {**measured, "latency": {**measured["latency"], "measured_on": platform.node()}}
 
+
+def apply_measurement(result: TrialResult, measured: dict) -> TrialResult:
+    """A trial trained without its latency (the target device measured it): add it."""
+    result.latency = measured["latency"]
+    result.metrics.update(_measured_metrics(measured))
+    if measured.get("energy"):
+        result.energy_source = measured["energy"]["source"]
+    return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Where latency is measured, and what the figure then means (the search summary prints it).
 LATENCY_TARGET_DESCRIPTIONS = {
@@ -77,6 +77,17 @@ class LatencyConfig(Settings):
     # `cpu` is the packed binary engine; `torch-cpu` / `torch-cuda` / `onnxruntime` time the model
     # with binary layers simulated in fp32 (evaluators/latency.py).
     target: Literal[LATENCY_TARGETS] = "cpu"  # type: ignore[valid-type]
+    # measure: every network end to end on the target; predict: the sum of its parts' latencies from
+    # a per-node lookup table (each distinct part timed once), for clusters where the target device
+    # is scarce (benchmarks/predictor.py says how close it comes). Trials record which one they got.
+    mode: Literal["measure", "predict"] = "measure"
+
+    @model_validator(mode="after")
+    def _predictable(self) -> LatencyConfig:
+        if self.mode == "predict" and (self.target not in ("cpu", "torch-cpu") or self.threads != 1):
+            raise ValueError("latency mode 'predict' needs target cpu or torch-cpu on 1 thread (its table "
+                             "times parts on one thread)")
+        return self
 
 
 class EarlyStoppingRule(Settings):

@@ -19,10 +19,11 @@ flips), and a `should_stop(epoch, curve)` callback for early stopping (`early_st
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -148,15 +149,49 @@ def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
     return correct / len(split)
 
 
+def _step(model: nn.Module, train_split: Split, batch: torch.Tensor, config: TrainingConfig,
+          generator: torch.Generator, device: torch.device, teacher: nn.Module | None,
+          optimiser: torch.optim.Optimizer, schedule, clipped: list, step: int) -> float:
+    """One optimiser step on `batch`; returns its loss."""
+    images = _augment(train_split.images[batch], config.augment, generator).to(device)
+    labels = train_split.labels[batch].to(device)
+    logits = model(images)
+    if teacher is None:
+        loss = F.cross_entropy(logits, labels)
+    else:
+        with torch.no_grad():
+            soft = teacher(images)
+        loss = config.distill_alpha * distributional_loss(logits, soft)
+        if config.distill_alpha < 1.0:
+            loss = loss + (1.0 - config.distill_alpha) * F.cross_entropy(logits, labels)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training diverged: loss is {loss.item()} at step {step}")
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimiser.step()
+    schedule.step()
+    if clipped:
+        with torch.no_grad():
+            for weight in clipped:
+                weight.clamp_(-config.latent_clip, config.latent_clip)
+    return loss.item()
+
+
 def train(model: nn.Module, train_split: Split, val_split: Split, config: TrainingConfig, *, seed: int,
           teacher: nn.Module | None = None,
-          should_stop: Callable[[int, list[float]], bool] | None = None) -> TrainingOutcome:
+          should_stop: Callable[[int, list[float]], bool] | None = None,
+          step_guard: Callable[[], ContextManager] | None = None) -> TrainingOutcome:
     """Train `model` in place for `config.epochs` (may be fractional); validate after each epoch.
 
     `teacher`: a trained network whose soft labels the student learns (distillation).
     `should_stop(epochs_done, val_curve)`: asked after each full epoch but the last; True ends
     training there (the outcome says `stopped_early`). The model ends on the CPU.
+    `step_guard()`: a context entered around every optimiser step and every validation (the node's
+    measurement slot: a latency measurement elsewhere on the node pauses training between steps).
     """
+    guard = step_guard or contextlib.nullcontext
     recipe = resolve_recipe(model, config.recipe)
     device = resolve_device(config.device)
     model.to(device)
@@ -179,36 +214,16 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
         order = torch.randperm(len(train_split), generator=generator)
         for start in range(0, len(order), config.batch_size):
             batch = order[start:start + config.batch_size]
-            images = _augment(train_split.images[batch], config.augment, generator).to(device)
-            labels = train_split.labels[batch].to(device)
-            logits = model(images)
-            if teacher is None:
-                loss = F.cross_entropy(logits, labels)
-            else:
-                with torch.no_grad():
-                    soft = teacher(images)
-                loss = config.distill_alpha * distributional_loss(logits, soft)
-                if config.distill_alpha < 1.0:
-                    loss = loss + (1.0 - config.distill_alpha) * F.cross_entropy(logits, labels)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged: loss is {loss.item()} at step {step}")
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimiser.step()
-            schedule.step()
-            if clipped:
-                with torch.no_grad():
-                    for weight in clipped:
-                        weight.clamp_(-config.latent_clip, config.latent_clip)
+            with guard():
+                loss_value = _step(model, train_split, batch, config, generator, device, teacher, optimiser,
+                                   schedule, clipped, step)
             step += 1
-            loss_value = loss.item()
             if step >= total_steps:
                 break
-        if calibration is not None:
-            recalibrate_batchnorm(model, calibration)
-        epoch_accuracies.append(accuracy(model, val_split))
+        with guard():
+            if calibration is not None:
+                recalibrate_batchnorm(model, calibration)
+            epoch_accuracies.append(accuracy(model, val_split))
         if should_stop is not None and step < total_steps and len(epoch_accuracies) < full_epochs \
                 and should_stop(len(epoch_accuracies), list(epoch_accuracies)):
             stopped = True

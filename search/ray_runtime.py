@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from typing import Callable
 
@@ -45,15 +46,17 @@ def _node_name() -> str:
     return f"{platform.node()}/{ray.get_runtime_context().get_node_id()[:12]}"
 
 
-def _measure_on_device(genotype_json: str, weights: bytes, request, plugins: tuple[str, ...]) -> dict:
-    """The nested Ray task that runs on the node offering the target's resource."""
+def _measure_on_device(genotype_json: str, request, plugins: tuple[str, ...]) -> dict:
+    """The nested Ray task that runs on the node offering the target's resource: it measures the
+    genotype's freshly built network, so it can run before and while the trial trains elsewhere."""
     import importlib
 
-    from bitnas.evaluators.evaluate import measure_trained
+    from bitnas.evaluators.evaluate import measure_on_target
 
     for name in plugins:
         importlib.import_module(name)
-    return {**measure_trained(genotype_json, weights, request), "node": _node_name()}
+    measured = measure_on_target(genotype_json, request)
+    return {**measured, "latency": {**measured["latency"], "node": _node_name()}}
 
 
 def _release_freed_memory() -> None:
@@ -77,32 +80,46 @@ def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...], lat
     import dataclasses
     import importlib
 
-    from bitnas.evaluators.evaluate import evaluate
+    from bitnas.evaluators.evaluate import apply_measurement, evaluate
     from bitnas.evaluators.footprint import FootprintMeter
 
     for name in plugins:
         importlib.import_module(name)
     if teacher is not None:
         request = dataclasses.replace(request, teacher=teacher)
+    measurement = None
+    if latency_resource is not None:  # asked for first: the device measures while this node trains
+        task = ray.remote(num_cpus=1, max_retries=0, resources={latency_resource: 1})(_measure_on_device)
+        measurement = _DeviceMeasurement(task.remote(genotype_json, request, plugins), latency_resource,
+                                         latency_timeout_s)
+    # A budget on latency or energy is checked before training, so then the measurement is awaited first.
+    premeasured = measurement.get() if measurement and any(
+        name in ("latency_ms", "energy_uj") for name, _ in request.limits) else None
     # The evaluation's energy, measured here on the worker (a latency measured on another node
     # is not part of it).
     with FootprintMeter(request.footprint) as meter:
-        result = evaluate(genotype_json, request, measure_here=latency_resource is None)
+        result = evaluate(genotype_json, request, measure_here=latency_resource is None, premeasured=premeasured)
     result.footprint = meter.footprint.as_dict() if meter.footprint else None
     _release_freed_memory()
     result.node = _node_name()
-    if latency_resource is not None:
-        task = ray.remote(num_cpus=1, max_retries=0, resources={latency_resource: 1})(_measure_on_device)
-        ref = task.remote(genotype_json, result.weights, request, plugins)
-        try:
-            latency = ray.get(ref, timeout=latency_timeout_s)
-        except ray_errors.GetTimeoutError:
-            ray.cancel(ref, force=True)
-            raise LatencyNodeMissing(f"no node offering resource {latency_resource!r} measured the latency within "
-                                     f"{latency_timeout_s:g} s") from None
-        result.latency = latency
-        result.metrics.update(latency_ms=latency["median_ms"], latency_p90_ms=latency["p90_ms"])
+    if measurement is not None and premeasured is None:
+        apply_measurement(result, measurement.get())
     return result
+
+
+class _DeviceMeasurement:
+    """The latency task on the device node, awaited within the configured time."""
+
+    def __init__(self, ref, resource: str, timeout_s: float):
+        self.ref, self.resource, self.timeout_s, self.started = ref, resource, timeout_s, time.monotonic()
+
+    def get(self) -> dict:
+        try:
+            return ray.get(self.ref, timeout=max(0.0, self.timeout_s - (time.monotonic() - self.started)))
+        except ray_errors.GetTimeoutError:
+            ray.cancel(self.ref, force=True)
+            raise LatencyNodeMissing(f"no node offering resource {self.resource!r} measured the latency within "
+                                     f"{self.timeout_s:g} s") from None
 
 
 def _train_teacher(spec):

@@ -85,4 +85,19 @@ def eval_request(config: SearchConfig, seed_offset: int, *, teacher=None,
         train_threads=train_threads(config), teacher=teacher, peer_curves=peer_curves, budget=config.budget,
         early_stopping=config.early_stopping if config.early_stopping.enabled and peer_curves else None,
         prefilter=prefilter(config, proxy_scores), footprint=config.footprint.enabled,
+        limits=pre_training_limits(config),
     )
+
+
+def pre_training_limits(config: SearchConfig) -> tuple[tuple[str, float], ...]:
+    """The budgets a worker checks before training: those on metrics a freshly built network already has."""
+    from bitnas.evaluators.evaluate import PRE_TRAINING_LIMITS
+
+    from .constraints import BOUNDS
+
+    limits = []
+    for key, (metric, sign) in BOUNDS.items():
+        bound = getattr(config.constraints, key)
+        if bound is not None and sign > 0 and metric in PRE_TRAINING_LIMITS:
+            limits.append((metric, float(bound)))
+    return tuple(limits)

@@ -91,7 +91,9 @@ def summary_text(outcome: SearchOutcome, config: SearchConfig) -> str:
         "",
         *reference_lines(outcome.references, outcome.objectives),
         *_floor_line(outcome, config),
-        f"latency: {LATENCY_TARGET_DESCRIPTIONS.get(target, target)}, batch 1, {config.latency.threads} thread(s)",
+        f"latency: {LATENCY_TARGET_DESCRIPTIONS.get(target, target)}, batch 1, {config.latency.threads} thread(s), "
+        + ("predicted from a per-node table of timed parts (latency.mode: predict)" if config.latency.mode == "predict"
+           else "measured before training, alone in each node's measurement slot"),
         _energy_line(outcome.energy_sources, sum(outcome.energy_sources.values())),
         *importance_lines(outcome.importances, outcome.objectives),
         footprint_line(outcome.footprint),

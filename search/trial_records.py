@@ -108,6 +108,8 @@ class TrialRecorder:
             # Its accuracy is from fewer epochs than the others': kept off the Pareto front (report.py).
             item.trial.set_user_attr("stopped_early", True)
             shared["stopped_early"] = True
+        if getattr(result, "rejected", None):  # over a latency/energy/size budget: measured, never trained
+            item.trial.set_user_attr("rejected_before_training", list(result.rejected))
         # The energy its evaluation used; not in `metrics`, which an identical network reuses.
         footprint = self.footprint.record(result.footprint)
         if footprint:

@@ -17,6 +17,13 @@ import pytest
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# The node's measurement slot and latency cache (evaluators/measurement.py) in a folder of this test
+# run: a cached measurement from an earlier run (or from a user's searches) never answers a test.
+# Shared by the test processes and the Ray workers they start, as on a real node.
+if "BITNAS_NODE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["BITNAS_NODE_DIR"] = tempfile.mkdtemp(prefix="bitnas-test-node-")
 
 # `bitnas` run as a subprocess is this interpreter's console script (the package under test), not
 # whatever other installation PATH would find first.
