@@ -210,9 +210,14 @@ def predicted_latency(model, input_shape: tuple[int, int, int], config, folder) 
     if config.target not in PREDICTABLE:
         raise ValueError(f"latency mode 'predict' supports targets {', '.join(PREDICTABLE)}, not {config.target!r}")
     table = LatencyTable.for_target(Path(folder) / "latency-tables", config.target)
+    if not table.calibrated:  # the node's first networks are measured, and correct the table
+        measured = measure_latency(model, input_shape, config)
+        table.calibrate(model, input_shape, measured.median_ms)
+        return {**measured.as_dict(), "source": "measured", "measured": "end to end, calibrating the node's latency table"}
     predicted = table.predict(model, input_shape)
     return {"median_ms": predicted, "p90_ms": predicted, "min_ms": predicted, "runs": 0, "threads": 1,
-            "engine": f"predicted from {len(table.entries)} timed parts ({table.timed_now} timed now)",
+            "engine": f"predicted from {len(table.entries)} timed parts ({table.timed_now} timed now), corrected "
+                      f"by {len(table.calibration)} networks measured end to end",
             "cpu": cpu_model(), "torch_version": torch.__version__, "host": platform.node(), "target": config.target,
             "environment": environment(1, "latency table"), "source": "predicted"}
 

@@ -159,9 +159,12 @@ def _packed_engine(model: nn.Module, input_shape: tuple[int, int, int], threads:
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     engine = compile_model(model, input_shape)
     sample = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
-    fallbacks = engine.fallbacks
-    name = ENGINE_NAME if not fallbacks else (
-        f"{ENGINE_NAME}; in torch: " + ", ".join(f"{step} ({reason})" for step, reason in fallbacks))
+    fallbacks, simulated = engine.fallbacks, engine.simulated
+    name = ENGINE_NAME
+    if fallbacks:
+        name += "; in torch: " + ", ".join(f"{step} ({reason})" for step, reason in fallbacks)
+    if simulated:  # a quantized layer timed as its fp32 simulation: the figure is not the native one
+        name += "; SIMULATED in fp32: " + ", ".join(simulated)
     return (lambda: engine.run_one(sample)), name
 
 

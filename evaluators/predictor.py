@@ -23,6 +23,9 @@ from torch import nn
 from .latency import cpu_model, time_runner
 
 TARGETS = ("cpu", "torch-cpu")
+# Whole networks a node measures end to end before its table's predictions are corrected (see
+# `LatencyTable.corrected`); with `latency.mode: predict` these are the node's first trials.
+CALIBRATION_NETWORKS = 8
 
 
 def network_parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -41,17 +44,21 @@ def part_key(module: nn.Module, input_shape: tuple[int, ...]) -> str:
     return hashlib.sha256(structure.encode()).hexdigest()[:20]
 
 
-def _runner(module: nn.Module, input_shape: tuple[int, int, int], target: str) -> Callable[[], object]:
+def _runner(module: nn.Module, input_shape: tuple[int, int, int], target: str,
+            steps: list | None = None) -> Callable[[], object]:
+    """One batch-1 call of a part: on `cpu`, the engine steps the whole network compiled for it
+    (`steps`), so a part is timed in exactly the code the network runs; in torch otherwise."""
     sample = torch.randn(1, *input_shape)
-    # The engine runs a network's head (pool and classifier) in torch as one step, so the head is
-    # timed in torch on either target.
-    if target == "cpu" and not any(isinstance(m, nn.Linear) for m in module.modules()):
-        from .engine import EngineModel
-        from .engine.compiler import compile_module
+    if target == "cpu" and steps is not None:
+        value = np.ascontiguousarray(sample[0].numpy().transpose(1, 2, 0))
 
-        engine = EngineModel(compile_module(module.eval(), "part"), input_shape)
-        image = sample[0].numpy()
-        return lambda: engine.run_one(image)
+        def run_steps():
+            x = value
+            for step in steps:
+                x = step(x)
+            return x
+
+        return run_steps
 
     def run():
         with torch.inference_mode():
@@ -60,11 +67,25 @@ def _runner(module: nn.Module, input_shape: tuple[int, int, int], target: str) -
     return run
 
 
+def part_steps(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, list]:
+    """The compiled engine steps of each part of `network_parts`, by part name: a step named
+    `stages.3...` belongs to part `stages.3`, `stem...` to the stem, the rest to the head."""
+    from .engine import compile_model
+
+    groups: dict[str, list] = {name: [] for name, _ in network_parts(model)}
+    for step in compile_model(model, input_shape).steps:
+        head, _, rest = step.name.partition(".")
+        name = f"stages.{rest.split('.')[0]}" if head == "stages" else ("stem" if head == "stem" else "head")
+        groups[name].append(step)
+    return groups
+
+
 def time_part(module: nn.Module, input_shape: tuple[int, int, int], target: str, *, runs: int = 30,
-              warmup: int = 5) -> float:
-    """Median milliseconds of one batch-1 call of `module` on `target`, one thread, under the same
-    protocol as a whole network's measurement (numba and torch on one thread, pinned)."""
-    timings, _ = time_runner(_runner(module.eval(), input_shape, target), threads=1, runs=runs, warmup=warmup)
+              warmup: int = 5, steps: list | None = None) -> float:
+    """Median milliseconds of one batch-1 call of `module` (or of its compiled `steps`) on
+    `target`, one thread, under the same protocol as a whole network's measurement (numba and
+    torch on one thread, pinned)."""
+    timings, _ = time_runner(_runner(module.eval(), input_shape, target, steps), threads=1, runs=runs, warmup=warmup)
     return statistics.median(timings)
 
 
@@ -76,42 +97,75 @@ class LatencyTable:
             raise ValueError(f"the latency predictor supports targets {', '.join(TARGETS)}, not {target!r}")
         self.path, self.target = Path(path), target
         self.entries: dict[str, float] = {}
+        # (sum of parts, steps, measured end to end) of whole networks measured on this node: the
+        # correction fitted to them covers what a sum of parts misses (see `corrected`).
+        self.calibration: list[tuple[float, float, float]] = []
         if self.path.is_file():
             stored = json.loads(self.path.read_text())
             if stored.get("target") == target and stored.get("cpu") == cpu_model():
                 self.entries = {k: float(v) for k, v in stored["entries"].items()}
+                self.calibration = [tuple(map(float, point)) for point in stored.get("calibration", [])]
         self.timed_now = 0
 
     @classmethod
     def for_target(cls, folder: Path, target: str) -> LatencyTable:
         return cls(Path(folder) / f"{target}-{platform.node()}.json", target)
 
-    def part_ms(self, module: nn.Module, input_shape: tuple[int, int, int]) -> float:
+    def part_ms(self, module: nn.Module, input_shape: tuple[int, int, int], steps: list | None = None) -> float:
         key = part_key(module, input_shape)
         if key not in self.entries:
-            self.entries[key] = time_part(module, input_shape, self.target)
+            self.entries[key] = time_part(module, input_shape, self.target, steps=steps)
             self.timed_now += 1
         return self.entries[key]
 
-    def predict(self, model: nn.Module, input_shape: tuple[int, int, int]) -> float:
-        """Predicted batch-1 latency of `model` in milliseconds (times unseen parts once)."""
+    def parts_ms(self, model: nn.Module, input_shape: tuple[int, int, int]) -> tuple[float, int]:
+        """(sum of the parts' milliseconds, number of engine steps): times unseen parts once."""
         model.eval()
         total, shape = 0.0, tuple(input_shape)
         x = torch.zeros(1, *shape)
+        steps = part_steps(model, shape) if self.target == "cpu" else {}
         with torch.inference_mode():
-            for _, part in network_parts(model):
-                total += self.part_ms(part, shape)
+            for name, part in network_parts(model):
+                total += self.part_ms(part, shape, steps.get(name))
                 x = part(x)
                 shape = tuple(x.shape[1:])
         if self.timed_now:
             self.save()
-        return total
+        return total, sum(len(group) for group in steps.values()) or len(network_parts(model))
+
+    def predict(self, model: nn.Module, input_shape: tuple[int, int, int]) -> float:
+        """Predicted batch-1 latency of `model` in milliseconds: the sum of its parts, corrected
+        once the table is calibrated (times unseen parts once)."""
+        return self.corrected(*self.parts_ms(model, input_shape))
+
+    @property
+    def calibrated(self) -> bool:
+        return len(self.calibration) >= CALIBRATION_NETWORKS
+
+    def corrected(self, parts_ms: float, steps: int) -> float:
+        """A sum of parts misses what happens between them (a whole network's caches are colder,
+        and every hand-over between steps costs a little): measured ~ a * sum + b * steps + c,
+        fitted by least squares to the calibration networks; the plain sum until there are enough."""
+        if not self.calibrated:
+            return parts_ms
+        points = np.asarray(self.calibration, dtype=np.float64)
+        features = np.column_stack([points[:, 0], points[:, 1], np.ones(len(points))])
+        coefficients, *_ = np.linalg.lstsq(features, points[:, 2], rcond=None)
+        predicted = float(coefficients @ [parts_ms, steps, 1.0])
+        return predicted if predicted > 0 else parts_ms
+
+    def calibrate(self, model: nn.Module, input_shape: tuple[int, int, int], measured_ms: float) -> None:
+        """Record a network measured end to end on this node (the correction's data)."""
+        parts, steps = self.parts_ms(model, input_shape)
+        self.calibration.append((parts, float(steps), float(measured_ms)))
+        self.save()
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         scratch = self.path.with_suffix(f".{os.getpid()}.tmp")
         scratch.write_text(json.dumps({"target": self.target, "cpu": cpu_model(), "torch": torch.__version__,
-                                       "entries": self.entries}, indent=1, sort_keys=True))
+                                       "entries": self.entries, "calibration": self.calibration},
+                                      indent=1, sort_keys=True))
         os.replace(scratch, self.path)  # never a half-written table
 
 

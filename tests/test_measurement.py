@@ -4,6 +4,7 @@ genotype; a network over a latency, energy or size budget is rejected before it 
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 
@@ -108,15 +109,24 @@ def test_a_network_over_a_budget_is_rejected_before_training(limit):
     assert trained.metrics["train_steps"] > 0 and not trained.rejected
 
 
-def test_predict_mode_sums_the_parts_from_the_node_table_and_says_so(tmp_path):
+def test_predict_mode_calibrates_on_the_first_networks_then_predicts_and_says_so(tmp_path, monkeypatch):
+    from bitnas.evaluators import predictor
+
+    monkeypatch.setattr(predictor, "CALIBRATION_NETWORKS", 2)
     request = EvalRequest(dataset="digits", latency=LatencyConfig(runs=30, warmup=1, mode="predict"),
                           energy_meter="off")
-    torch.manual_seed(0)
-    cache = MeasurementCache(tmp_path)
-    predicted = measure_before_training(build_model(GENOTYPE), GENOTYPE, (1, 8, 8), request, MeasurementSlot(tmp_path),
-                                        cache)
-    assert predicted["latency"]["source"] == "predicted" and predicted["latency"]["median_ms"] > 0
-    assert list((tmp_path / "latency-tables").glob("cpu-*.json"))  # the parts, timed once, kept for the node
+    cache, slot = MeasurementCache(tmp_path), MeasurementSlot(tmp_path)
+    others = [Genotype(input_size=8, in_channels=1, num_classes=10, stem_width=width,
+                       stages=[{"block": "binary", "width": width, "depth": 1}]) for width in (8, 16, 24)]
+    sources = []
+    for genotype in others:
+        torch.manual_seed(0)
+        latency = measure_before_training(build_model(genotype), genotype, (1, 8, 8), request, slot, cache)["latency"]
+        sources.append(latency["source"])
+        assert latency["median_ms"] > 0
+    assert sources == ["measured", "measured", "predicted"]
+    table = json.loads(next((tmp_path / "latency-tables").glob("cpu-*.json")).read_text())
+    assert len(table["calibration"]) == 2 and table["entries"]  # the parts, timed once, kept for the node
 
 
 def test_predict_mode_refuses_what_its_table_cannot_time():

@@ -49,8 +49,9 @@ def packed_convs(steps):
 
 
 # binary: Bi-Real blocks; reactnet: RSign/RPReLU and 9 concatenated 1x1 copies (8 -> 72 channels);
-# xnor: no engine compiler, so a torch step whose block holds a downsampling shortcut.
-@pytest.mark.parametrize("block", ["binary", "reactnet", "xnor"])
+# xnor: a torch step running its binary convs natively, with a downsampling shortcut; dwsep (W1A1):
+# native depthwise and pointwise steps; mbconv (W1A1): native layers inside a torch step.
+@pytest.mark.parametrize("block", ["binary", "reactnet", "xnor", "dwsep", "mbconv"])
 def test_round_trip_is_exact_and_needs_no_pickle(tmp_path, block):
     genotype, model = trained_like_model(block=block)
     engine = compile_model(model, (1, 8, 8))
@@ -66,7 +67,7 @@ def test_round_trip_is_exact_and_needs_no_pickle(tmp_path, block):
         assert np.allclose(loaded(images), model(torch.from_numpy(images)).numpy(), atol=1e-4)
     # The loaded steps hold the stored packed words (a 72-channel input spans two 64-bit words), not
     # ones compiled from the randomly initialised network the loader builds for the step structure.
-    if block != "xnor":
+    if block in ("binary", "reactnet"):
         assert any(step.weights.shape[1] == 2 for step in packed_convs(loaded.steps))
 
 

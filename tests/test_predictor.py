@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -44,3 +46,15 @@ def test_prediction_sums_parts_timed_once_and_cached(tmp_path, target):
 def test_error_summary_by_hand():
     summary = error_summary(measured=[1.0, 2.0, 4.0, 10.0], predicted=[1.05, 2.5, 4.0, 8.0])
     assert summary == pytest.approx({"within_10pct": 0.5, "mape": (0.05 + 0.25 + 0 + 0.2) / 4, "n": 4})
+
+
+def test_the_correction_is_the_least_squares_fit_of_the_calibration_networks(tmp_path):
+    from bitnas.evaluators.predictor import CALIBRATION_NETWORKS
+
+    table = LatencyTable.for_target(tmp_path, "cpu")
+    assert table.corrected(2.0, 5) == 2.0  # uncalibrated: the plain sum
+    # networks whose end-to-end time is 1.1 x their parts + 0.02 ms per step + 0.05 ms
+    steps = np.random.default_rng(0).integers(3, 30, CALIBRATION_NETWORKS)
+    table.calibration = [(p, float(s), 1.1 * p + 0.02 * s + 0.05)
+                         for p, s in zip(np.linspace(0.5, 4, CALIBRATION_NETWORKS), steps)]
+    assert table.corrected(2.0, 5) == pytest.approx(1.1 * 2.0 + 0.02 * 5 + 0.05)

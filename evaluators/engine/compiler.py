@@ -52,8 +52,23 @@ def compile_module(module: nn.Module, name: str) -> list:
         try:
             return compiler(module, name)
         except NotCompilable as reason:
-            return [_fallback(module, name, str(reason))]
-    return [_fallback(module, name, f"no engine compiler for {type(module).__name__}")]
+            return [_hybrid_or_fallback(module, name, str(reason), known=True)]
+    return [_hybrid_or_fallback(module, name, f"no engine compiler for {type(module).__name__}", known=False)]
+
+
+def _hybrid_or_fallback(module: nn.Module, name: str, reason: str, *, known: bool):
+    """A module no compiler fuses: torch runs it with its quantized layers native where it has any
+    (native_blocks.hybrid_step). A known block without quantized layers (a reactnet at W8A32) is
+    genuine fp32 in torch; an unknown one is a torch fallback with its reason."""
+    from .native_blocks import hybrid_step, is_quantized_layer
+
+    quantized = any(is_quantized_layer(m) for m in module.modules())
+    if quantized or known:
+        try:
+            return hybrid_step(module, name, reason)
+        except NotCompilable as why:
+            reason = f"{reason}; {why}"
+    return _fallback(module, name, reason)
 
 
 def _fallback(module: nn.Module, name: str, reason: str) -> TorchStep:
@@ -117,8 +132,10 @@ def _packed_conv(conv: nn.Module, bn: nn.BatchNorm2d, *, name: str, shift: torch
         kind, module = "none", None
     elif isinstance(shortcut, nn.Identity):
         kind, module = "identity", None
-    else:
-        kind, module = "module", frozen_copy(shortcut)
+    else:  # a downsampling shortcut; a binary one's 1x1 conv runs natively inside it
+        from .native_blocks import with_native_layers
+
+        kind, module = "module", with_native_layers(shortcut)
     return BinaryConvStep(
         name=name, shift=shift.detach().reshape(-1).float().numpy().copy(), weights=pack_weight_signs(signs),
         kernel=kernel, stride=stride, padding=padding, in_channels=conv.in_channels, scale=alpha * gain, bias=bias,
@@ -158,10 +175,9 @@ def _network(network: nn.Module, name: str) -> list:
     if not all(hasattr(network, part) for part in ("stem", "stages", "head_act", "pool", "fc")):
         raise NotCompilable("network without stem/stages/head_act/pool/fc")
     # `head` (a 1x1 conv before the pool) exists only when the genotype asks for one.
-    head_conv = [network.head] if hasattr(network, "head") else []
-    head = nn.Sequential(*head_conv, network.head_act, network.pool, nn.Flatten(1), network.fc)
-    return [*compile_module(network.stem, "stem"), *compile_module(network.stages, "stages"),
-            TorchStep(name="head", module=frozen_copy(head))]
+    from .native_blocks import head_steps, stem_steps
+
+    return [*stem_steps(network.stem), *compile_module(network.stages, "stages"), *head_steps(network)]
 
 
 def _register_bitnas_blocks() -> None:
@@ -198,8 +214,16 @@ class EngineModel:
 
     @property
     def packed_share(self) -> float:
-        """Share of steps that run in the packed engine."""
-        return sum(step.backend == "engine" for step in self.steps) / max(1, len(self.steps))
+        """Share of steps that run in the packed engine (hybrid steps, native layers in torch glue, included)."""
+        return sum(step.backend in ("engine", "engine+torch") for step in self.steps) / max(1, len(self.steps))
+
+    @property
+    def simulated(self) -> list[str]:
+        """Quantized layers (both operands below 32 bits) that run as fp32 simulations in torch;
+        the engine is meant to leave none."""
+        from .native_blocks import simulated_layers
+
+        return simulated_layers(self.steps)
 
     def summary(self) -> list[dict]:
         return [{"step": step.name, "backend": step.backend, "reason": step.reason} for step in self.steps]

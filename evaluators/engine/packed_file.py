@@ -22,9 +22,14 @@ from bitnas.errors import UserError
 from bitnas.spaces.budget import check_budget
 
 from .compiler import EngineModel, compile_model
+from .native_blocks import NativeConv, NativeConvStep, NativeLinear
 from .ops import BinaryConvStep, ReActStep, TorchStep
 
-FORMAT, VERSION = "bitnas-packed-engine", 1
+# Version 2 adds the native quantized layers (2/4/8-bit); a version-1 file holds none, so it reads the same.
+FORMAT, VERSION, READS = "bitnas-packed-engine", 2, (1, 2)
+# Keys of a step's native layers: `s3!native.<module path>.<field>`. A step's torch tensors sit under
+# `s3.`, which no native key extends, so each loader sees only its own keys.
+NATIVE = "!native."
 HEADER = "__header__"
 BINARY_ARRAYS = ("shift", "weights", "scale", "bias")
 MAX_HEADER_BYTES = 4 * 2**20
@@ -38,8 +43,52 @@ def _module_arrays(prefix: str, module: torch.nn.Module) -> dict[str, np.ndarray
     return {f"{prefix}{key}": tensor.detach().cpu().numpy() for key, tensor in module.state_dict().items()}
 
 
+def _native_layers(step) -> list[tuple[str, object]]:
+    """(module path, NativeQuantConv) of every native layer a step runs, inside torch modules too."""
+    if isinstance(step, NativeConvStep):
+        return [("layer", step.layer)]
+    module = step.module if isinstance(step, TorchStep) else getattr(step, "shortcut_module", None)
+    if module is None:
+        return []
+    return [(name or "module", m.layer.conv if isinstance(m, NativeLinear) else m.layer)
+            for name, m in module.named_modules() if isinstance(m, (NativeConv, NativeLinear))]
+
+
+def _layer_fields(layer) -> dict[str, tuple[object, str, np.ndarray]]:
+    """field -> (owner, attribute, value as an array) of a native layer's numbers (its quantizer's included)."""
+    fields = {}
+    for owner, label in ((layer, ""), (layer.acts, "acts.")):
+        for attribute, value in vars(owner).items():
+            if isinstance(value, torch.Tensor):
+                fields[label + attribute] = (owner, attribute, value.numpy())
+            elif isinstance(value, (np.ndarray, np.generic)):
+                fields[label + attribute] = (owner, attribute, np.asarray(value))
+    return fields
+
+
+def _save_native(step, prefix: str, arrays: dict[str, np.ndarray]) -> None:
+    for path, layer in _native_layers(step):
+        for field, (_, _, value) in _layer_fields(layer).items():
+            arrays[f"{prefix[:-1]}{NATIVE}{path}.{field}"] = np.array(value, order="C")  # 0-d stays 0-d
+
+
+def _load_native(step, prefix: str, archive, path: Path) -> None:
+    for module_path, layer in _native_layers(step):
+        for field, (owner, attribute, like) in _layer_fields(layer).items():
+            stored = _stored_array(archive, f"{prefix[:-1]}{NATIVE}{module_path}.{field}", like, path)
+            current = getattr(owner, attribute)
+            if isinstance(current, torch.Tensor):
+                stored = torch.from_numpy(stored.copy())
+            elif isinstance(current, np.generic):  # a quantizer's scalar (step, level)
+                stored = stored.reshape(()).dtype.type(stored.reshape(())[()])
+            setattr(owner, attribute, stored)
+
+
 def _save_step(step, prefix: str, arrays: dict[str, np.ndarray]) -> dict:
     """The header entry of one step; its numbers go into `arrays` under `prefix`."""
+    _save_native(step, prefix, arrays)
+    if isinstance(step, NativeConvStep):
+        return {"type": "native", "name": step.name, "path": step.layer.path}
     if isinstance(step, BinaryConvStep):
         for key in BINARY_ARRAYS:
             arrays[prefix + key] = np.ascontiguousarray(getattr(step, key))
@@ -96,9 +145,9 @@ def _header(path: Path, archive) -> dict:
         raise PackedFileError(f"{path}: header: not valid JSON ({type(error).__name__})") from None
     if not isinstance(header, dict):
         raise PackedFileError(f"{path}: header: expected a JSON object")
-    if header.get("format") != FORMAT or header.get("version") != VERSION:
+    if header.get("format") != FORMAT or header.get("version") not in READS:
         raise PackedFileError(f"{path}: format {header.get('format')!r} version {header.get('version')!r}; "
-                              f"this bitnas reads {FORMAT!r} version {VERSION}")
+                              f"this bitnas reads {FORMAT!r} versions {', '.join(map(str, READS))}")
     return header
 
 
@@ -164,10 +213,13 @@ def _load_module(module: torch.nn.Module, prefix: str, archive, path: Path) -> N
 
 def _load_step(step, stored: dict, prefix: str, archive, path: Path) -> None:
     """Overwrite the numbers of `step` (compiled here from the genotype) with the stored ones."""
-    kinds = {"binary": BinaryConvStep, "torch": TorchStep, "react": ReActStep}
+    kinds = {"binary": BinaryConvStep, "torch": TorchStep, "react": ReActStep, "native": NativeConvStep}
     if not isinstance(step, kinds.get(stored.get("type"), ())):
         raise PackedFileError(f"{path}: step {step.name} is {stored.get('type')!r} in the file but "
                               f"{type(step).__name__} in this bitnas")
+    _load_native(step, prefix, archive, path)
+    if isinstance(step, NativeConvStep):
+        return
     if isinstance(step, BinaryConvStep):
         for key in BINARY_ARRAYS:
             setattr(step, key, _stored_array(archive, prefix + key, getattr(step, key), path))
