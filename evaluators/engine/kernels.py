@@ -35,9 +35,13 @@ from numba.extending import intrinsic
 
 from . import isa
 from .simd import (load_f32, load_f64, load_word, store_f32, store_word, vload, vsign_bits, vstore, vstore_outputs,
-                   vstore_outputs_residual, vxpa, vzero)
+                   vstore_outputs_residual, vadd, vbyte_sum, vnibble_xpa, vxpa, vzero)
 
 BLOCK_OUTPUTS = 16  # output channels per register block: two 8-lane vectors
+# The register blocking for the instruction set numba compiles for, frozen into the kernels as
+# constants (numba's cache is keyed by the target CPU, so a cached kernel always matches them).
+_WIDE = isa.wide_registers()
+_NIBBLES = isa.isa_path() == "avx2"
 
 
 @intrinsic
@@ -130,8 +134,46 @@ def _block4(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words):
 
 
 @njit(cache=True, fastmath=False, inline="always")
-def _block2(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words):
-    """Two output pixels x 16 outputs (AVX2: the 4 accumulators are 8 YMM registers)."""
+def _block2(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, half):
+    """AVX2: two output pixels x 16 outputs with the nibble-table popcount (simd.vnibble_xpa): byte
+    accumulators (4 vectors = 8 YMM) summed into 64-bit lanes every <= 31 words (byte overflow)."""
+    mask = np.uint64(0x0F0F0F0F0F0F0F0F)
+    four = np.uint64(4)
+    a0 = vzero()
+    a1 = vzero()
+    b0 = vzero()
+    b1 = vzero()
+    for ky in range(ky0, ky1):
+        xs = xbase + ky * row_words
+        ws = wbase + ky * run * cpad
+        for start in range(0, run, 31):
+            p0 = vzero()
+            p1 = vzero()
+            q0 = vzero()
+            q1 = vzero()
+            for t in range(start, min(run, start + 31)):
+                lo = ws + half + t * cpad
+                hi = lo + half
+                l0 = vload(w, lo)
+                l1 = vload(w, lo + 8)
+                h0 = vload(w, hi)
+                h1 = vload(w, hi + 8)
+                xa = load_word(x, xs + t)
+                xb = load_word(x, xs + pixel_words + t)
+                p0 = vnibble_xpa(p0, xa & mask, (xa >> four) & mask, l0, h0)
+                p1 = vnibble_xpa(p1, xa & mask, (xa >> four) & mask, l1, h1)
+                q0 = vnibble_xpa(q0, xb & mask, (xb >> four) & mask, l0, h0)
+                q1 = vnibble_xpa(q1, xb & mask, (xb >> four) & mask, l1, h1)
+            a0 = vadd(a0, vbyte_sum(p0))
+            a1 = vadd(a1, vbyte_sum(p1))
+            b0 = vadd(b0, vbyte_sum(q0))
+            b1 = vadd(b1, vbyte_sum(q1))
+    return a0, a1, b0, b1
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _block2_generic(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words):
+    """Two output pixels x 16 outputs with LLVM's own vector popcount (targets without AVX2)."""
     a0 = vzero()
     a1 = vzero()
     b0 = vzero()
@@ -206,7 +248,7 @@ def _emit(a0, a1, pixel, o0, cout, total, scale, bias, y, r, has_residual, next_
 
 @njit(cache=True, fastmath=False)
 def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r, has_residual,
-              out_w, oh, wide, next_shift, z, out_words, has_pack):
+              out_w, oh, next_shift, z, out_words, has_pack):
     """Output row `oh` of the binary conv on flat arrays: x packed input, w prepared weights, y the
     float output (out_h, out_w, Cout), r the residual like y, z the packed output (out_h, out_w, out_words)."""
     cout = scale.shape[0]
@@ -234,8 +276,9 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
     # Output columns whose whole window lies inside the input.
     ow_lo = (padding + stride - 1) // stride
     ow_hi = min(out_w, (width + padding - kernel) // stride + 1)
-    block = 4 if wide else 2
+    block = 4 if _WIDE else 2
     inner = (ky1 - ky0) * kernel * channels
+    half = kernel * kernel * words * cpad  # the nibble copies follow the words (prepare_weights)
     for o0 in range(0, cpad, BLOCK_OUTPUTS):
         full = o0 + BLOCK_OUTPUTS <= cout
         pixel = oh * out_w
@@ -244,7 +287,7 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
             iw0 = ow * stride - padding
             xbase = (ih0 * width + iw0) * words
             if ow >= ow_lo and ow + block <= ow_hi:
-                if wide:
+                if _WIDE:
                     a0, a1, b0, b1, c0, c1, d0, d1 = _block4(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
                                                              pixel_words)
                     _emit(a0, a1, pixel + ow, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
@@ -256,7 +299,12 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
                     _emit(d0, d1, pixel + ow + 3, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
                           out_words, has_pack, full, spill)
                 else:
-                    a0, a1, b0, b1 = _block2(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad, pixel_words)
+                    if _NIBBLES:
+                        a0, a1, b0, b1 = _block2(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad, pixel_words,
+                                                 half)
+                    else:
+                        a0, a1, b0, b1 = _block2_generic(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
+                                                         pixel_words)
                     _emit(a0, a1, pixel + ow, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
                           out_words, has_pack, full, spill)
                     _emit(b0, b1, pixel + ow + 1, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
@@ -272,7 +320,7 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
 
 
 @njit(cache=True, fastmath=False)
-def _conv_serial(packed, w, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out, wide,
+def _conv_serial(packed, w, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out,
                  next_shift, packed_out, has_pack):
     height, width, words = packed.shape
     out_h, out_w, _ = out.shape
@@ -282,11 +330,11 @@ def _conv_serial(packed, w, cpad, kernel, stride, padding, channels, scale, bias
     z = packed_out.reshape(-1)
     for oh in range(out_h):
         _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r,
-                  has_residual, out_w, oh, wide, next_shift, z, packed_out.shape[2], has_pack)
+                  has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack)
 
 
 @njit(cache=True, fastmath=False, parallel=True)
-def _conv_parallel(packed, w, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out, wide,
+def _conv_parallel(packed, w, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out,
                    next_shift, packed_out, has_pack):
     height, width, words = packed.shape
     out_h, out_w, _ = out.shape
@@ -296,15 +344,20 @@ def _conv_parallel(packed, w, cpad, kernel, stride, padding, channels, scale, bi
     z = packed_out.reshape(-1)
     for oh in prange(out_h):
         _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r,
-                  has_residual, out_w, oh, wide, next_shift, z, packed_out.shape[2], has_pack)
+                  has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack)
 
 
 def prepare_weights(weights: np.ndarray) -> np.ndarray:
-    """(k*k, Cw, Cout) packed weights -> the flat kernel layout: (k*k*Cw) rows of Cout padded to 16."""
+    """(k*k, Cw, Cout) packed weights -> the flat kernel layout: (k*k*Cw) rows of Cout padded to 16,
+    three times: the words, their low nibbles (w & 0x0f..) and their high nibbles ((w >> 4) &
+    0x0f..), the last two for the AVX2 table popcount (see simd)."""
     positions, words, out_channels = weights.shape
     cpad = -(-out_channels // BLOCK_OUTPUTS) * BLOCK_OUTPUTS
-    prepared = np.zeros((positions * words, cpad), dtype=np.uint64)
-    prepared[:, :out_channels] = weights.reshape(positions * words, out_channels)
+    prepared = np.zeros((3, positions * words, cpad), dtype=np.uint64)
+    prepared[0, :, :out_channels] = weights.reshape(positions * words, out_channels)
+    mask = np.uint64(0x0F0F0F0F0F0F0F0F)
+    prepared[1] = prepared[0] & mask
+    prepared[2] = (prepared[0] >> np.uint64(4)) & mask
     return prepared.reshape(-1)
 
 
@@ -317,9 +370,9 @@ def binary_conv2d_prepared(packed, prepared, kernel, stride, padding, channels, 
     """`binary_conv2d` with weights from `prepare_weights`; with `next_shift` and `packed_out` it also
     writes sign(out + next_shift) packed (the next binary conv's input), saving a float round trip."""
     has_pack = packed_out is not None
-    cpad = prepared.shape[0] // (kernel * kernel * packed.shape[2])
+    cpad = prepared.shape[0] // (3 * kernel * kernel * packed.shape[2])
     arguments = (packed, prepared, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out,
-                 isa.wide_registers(), _NO_SHIFT if next_shift is None else next_shift,
+                 _NO_SHIFT if next_shift is None else next_shift,
                  packed_out if has_pack else _NO_PACK, has_pack)
     if numba.get_num_threads() > 1 and out.shape[0] > 1:
         _conv_parallel(*arguments)

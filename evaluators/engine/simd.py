@@ -250,6 +250,69 @@ def vsign_bits(typingctx, out, out_offset, shift, index):
     return types.uint64(out, out_offset, shift, index), codegen
 
 
+# ---- AVX2 only: nibble-table popcount with byte accumulators ------------------------------------
+# Without VPOPCNTQ a vector popcount is a 4-bit table lookup (pshufb) on the low and the high
+# nibble of every byte, then a horizontal byte sum (psadbw) into the 64-bit lanes. Two savings
+# over LLVM's generic lowering of ctpop: the nibbles of the weights are split once when the
+# weights are prepared and those of an input word once per word (not once per output vector),
+# since (a ^ w) & 0x0f.. = (a & 0x0f..) ^ (w & 0x0f..); and the byte counts are summed in byte
+# lanes over up to 31 words (8 per word at most, 248 < 256) before one psadbw. These use x86
+# intrinsics, so kernels call them only when `isa.isa_path() == "avx2"`.
+
+_BYTES32 = ir.VectorType(ir.IntType(8), 32)
+_QUADS4 = ir.VectorType(_I64, 4)
+_NIBBLE_COUNTS = ir.Constant(_BYTES32, [bin(i).count("1") for i in range(16)] * 2)
+
+
+def _halves(builder, vector):
+    low = builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(ir.IntType(32), 4), [0, 1, 2, 3]))
+    high = builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(ir.IntType(32), 4), [4, 5, 6, 7]))
+    return builder.bitcast(low, _BYTES32), builder.bitcast(high, _BYTES32)
+
+
+def _join(builder, low, high):
+    return builder.shuffle_vector(builder.bitcast(low, _QUADS4), builder.bitcast(high, _QUADS4),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8))))
+
+
+@intrinsic
+def vnibble_xpa(typingctx, accumulator, word_low, word_high, weights_low, weights_high):
+    """Byte lanes: accumulator + table[broadcast(word_low) ^ weights_low] + table[... high]: the
+    popcount of (word ^ weights) per byte, from pre-split nibbles (AVX2 vpshufb)."""
+    if accumulator != u64x8 or weights_low != u64x8 or weights_high != u64x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        shuffle = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_BYTES32, [_BYTES32, _BYTES32]),
+                                                 "llvm.x86.avx2.pshuf.b")
+        total_low, total_high = _halves(builder, args[0])
+        for word, weights, word_type in ((args[1], args[3], sig.args[1]), (args[2], args[4], sig.args[2])):
+            nibbles = builder.xor(_broadcast(builder, context.cast(builder, word, word_type, types.uint64)), weights)
+            low, high = _halves(builder, nibbles)
+            total_low = builder.add(total_low, builder.call(shuffle, [_NIBBLE_COUNTS, low]))
+            total_high = builder.add(total_high, builder.call(shuffle, [_NIBBLE_COUNTS, high]))
+        return _join(builder, total_low, total_high)
+
+    return u64x8(accumulator, word_low, word_high, weights_low, weights_high), codegen
+
+
+@intrinsic
+def vbyte_sum(typingctx, accumulator):
+    """Sum of the 8 byte lanes of every 64-bit lane (AVX2 vpsadbw against zero)."""
+    if accumulator != u64x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        sad = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_QUADS4, [_BYTES32, _BYTES32]),
+                                             "llvm.x86.avx2.psad.bw")
+        zero = ir.Constant(_BYTES32, None)
+        low, high = _halves(builder, args[0])
+        return builder.shuffle_vector(builder.call(sad, [low, zero]), builder.call(sad, [high, zero]),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8))))
+
+    return u64x8(accumulator), codegen
+
+
 @intrinsic
 def vadd(typingctx, left, right):
     if left != u64x8 or right != u64x8:
@@ -262,4 +325,4 @@ def vadd(typingctx, left, right):
 
 
 __all__ = ["LANES", "load_f32", "load_f64", "load_word", "store_f32", "store_word", "u64x8", "vadd", "vload",
-           "vsign_bits", "vstore", "vstore_outputs", "vstore_outputs_residual", "vxpa", "vzero"]
+           "vbyte_sum", "vnibble_xpa", "vsign_bits", "vstore", "vstore_outputs", "vstore_outputs_residual", "vxpa", "vzero"]
