@@ -8,11 +8,14 @@ reason listed in `EngineModel.fallbacks`.
 
 from .compiler import (COMPILERS, EngineInputError, EngineModel, NotCompilable, compile_model, compile_module,
                        register_compiler)
-from .kernels import binary_conv2d, pack_activations, pack_weight_signs, packed_words
+from .isa import isa_path
+from .kernels import (binary_conv2d, binary_conv2d_prepared, pack_activations, pack_weight_signs, packed_words,
+                      prepare_weights)
 
 ENGINE_NAME = "bitnas-packed (numba XNOR-popcount, 64-bit words)"
 
 __all__ = [
-    "COMPILERS", "ENGINE_NAME", "EngineInputError", "EngineModel", "NotCompilable", "binary_conv2d", "compile_model",
-    "compile_module", "pack_activations", "pack_weight_signs", "packed_words", "register_compiler",
+    "COMPILERS", "ENGINE_NAME", "EngineInputError", "EngineModel", "NotCompilable", "binary_conv2d",
+    "binary_conv2d_prepared", "compile_model", "compile_module", "isa_path", "pack_activations", "pack_weight_signs",
+    "packed_words", "prepare_weights", "register_compiler",
 ]
