@@ -143,15 +143,28 @@ def _block2(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, hal
     a1 = vzero()
     b0 = vzero()
     b1 = vzero()
+    p0 = vzero()
+    p1 = vzero()
+    q0 = vzero()
+    q1 = vzero()
+    used = 0  # words in the byte accumulators: whole kernel rows share them until 31 would overflow
     for ky in range(ky0, ky1):
         xs = xbase + ky * row_words
         ws = wbase + ky * run * cpad
         for start in range(0, run, 31):
-            p0 = vzero()
-            p1 = vzero()
-            q0 = vzero()
-            q1 = vzero()
-            for t in range(start, min(run, start + 31)):
+            stop = min(run, start + 31)
+            if used + stop - start > 31:
+                a0 = vadd(a0, vbyte_sum(p0))
+                a1 = vadd(a1, vbyte_sum(p1))
+                b0 = vadd(b0, vbyte_sum(q0))
+                b1 = vadd(b1, vbyte_sum(q1))
+                p0 = vzero()
+                p1 = vzero()
+                q0 = vzero()
+                q1 = vzero()
+                used = 0
+            used += stop - start
+            for t in range(start, stop):
                 lo = ws + half + t * cpad
                 hi = lo + half
                 l0 = vload(w, lo)
@@ -164,10 +177,10 @@ def _block2(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, hal
                 p1 = vnibble_xpa(p1, xa & mask, (xa >> four) & mask, l1, h1)
                 q0 = vnibble_xpa(q0, xb & mask, (xb >> four) & mask, l0, h0)
                 q1 = vnibble_xpa(q1, xb & mask, (xb >> four) & mask, l1, h1)
-            a0 = vadd(a0, vbyte_sum(p0))
-            a1 = vadd(a1, vbyte_sum(p1))
-            b0 = vadd(b0, vbyte_sum(q0))
-            b1 = vadd(b1, vbyte_sum(q1))
+    a0 = vadd(a0, vbyte_sum(p0))
+    a1 = vadd(a1, vbyte_sum(p1))
+    b0 = vadd(b0, vbyte_sum(q0))
+    b1 = vadd(b1, vbyte_sum(q1))
     return a0, a1, b0, b1
 
 
@@ -248,12 +261,13 @@ def _emit(a0, a1, pixel, o0, cout, total, scale, bias, y, r, has_residual, next_
 
 @njit(cache=True, fastmath=False)
 def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r, has_residual,
-              out_w, oh, next_shift, z, out_words, has_pack):
-    """Output row `oh` of the binary conv on flat arrays: x packed input, w prepared weights, y the
-    float output (out_h, out_w, Cout), r the residual like y, z the packed output (out_h, out_w, out_words)."""
+              out_w, oh, next_shift, z, out_words, has_pack, o_begin, o_end, clear):
+    """Output row `oh`, output channels o_begin..o_end (whole 16-blocks), of the binary conv on flat
+    arrays: x packed input, w prepared weights, y the float output (out_h, out_w, Cout), r the
+    residual like y, z the packed output (out_h, out_w, out_words), zeroed here if `clear`."""
     cout = scale.shape[0]
     spill_array = np.empty(BLOCK_OUTPUTS, np.uint64)
-    if has_pack:
+    if has_pack and clear:
         for i in range(oh * out_w * out_words, (oh + 1) * out_w * out_words):
             z[i] = 0
     # Addresses for the inlined helpers (no reference counting in the pixel loop); every array
@@ -279,7 +293,7 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
     block = 4 if _WIDE else 2
     inner = (ky1 - ky0) * kernel * channels
     half = kernel * kernel * words * cpad  # the nibble copies follow the words (prepare_weights)
-    for o0 in range(0, cpad, BLOCK_OUTPUTS):
+    for o0 in range(o_begin, o_end, BLOCK_OUTPUTS):
         full = o0 + BLOCK_OUTPUTS <= cout
         pixel = oh * out_w
         ow = 0
@@ -328,9 +342,11 @@ def _conv_serial(packed, w, cpad, kernel, stride, padding, channels, scale, bias
     y = out.reshape(-1)
     r = residual.reshape(-1)
     z = packed_out.reshape(-1)
+    if has_pack:
+        z[:] = 0
     for oh in range(out_h):
         _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r,
-                  has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack)
+                  has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack, 0, cpad, False)
 
 
 @njit(cache=True, fastmath=False, parallel=True)
@@ -344,7 +360,7 @@ def _conv_parallel(packed, w, cpad, kernel, stride, padding, channels, scale, bi
     z = packed_out.reshape(-1)
     for oh in prange(out_h):
         _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r,
-                  has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack)
+                  has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack, 0, cpad, True)
 
 
 def prepare_weights(weights: np.ndarray) -> np.ndarray:

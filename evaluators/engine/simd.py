@@ -192,7 +192,9 @@ def _finish(context, builder, sig, args):
     counts, total, scale, bias, index = args[:5]
     totals = _broadcast(builder, context.cast(builder, total, sig.args[1], types.int64))
     dot = builder.sub(totals, builder.shl(counts, ir.Constant(_VECTOR, [1] * LANES)))
-    dot_f = builder.sitofp(dot, ir.VectorType(_F64, LANES))
+    # |dot| <= k*k*C < 2**31, so int32 holds it exactly and int32 -> float64 gives the same double
+    # as int64 -> float64; AVX2 has no int64 -> float64 vector conversion (LLVM emulates it).
+    dot_f = builder.sitofp(builder.trunc(dot, ir.VectorType(ir.IntType(32), LANES)), ir.VectorType(_F64, LANES))
     scales = builder.load(_vector_pointer(context, builder, sig.args[2], scale, sig.args[4], index, _F64), align=8)
     biases = builder.load(_vector_pointer(context, builder, sig.args[3], bias, sig.args[4], index, _F64), align=8)
     return builder.fptrunc(builder.fadd(builder.fmul(scales, dot_f), biases), ir.VectorType(_F32, LANES))
