@@ -4,7 +4,8 @@ Everything runs in one process, interleaved call by call (other work shares thes
 ratios measured side by side mean anything), at batch 1:
 
 - layer: binary 3x3 conv at the ResNet-18 shapes, one thread, engine (activation thresholding and
-  packing included) vs torch fp32 conv2d of the same shape; goal median speedup >= 15x;
+  packing included) vs torch fp32 conv2d of the same shape; goal median speedup >= 15x on AVX-512
+  VPOPCNTDQ, >= 8x on AVX2;
 - threads: the engine's layer time on two threads vs one; goal >= 1.8x on the larger shapes;
 - network: a Bi-Real-style ResNet-18 (16 binary 3x3 convs, full-precision stem, 1x1 downsampling
   shortcuts and classifier) at 32x32 and 224x224, engine vs the same network with its binary convs
@@ -12,7 +13,12 @@ ratios measured side by side mean anything), at batch 1:
 - exactness: integer accumulations vs torch's +-1 conv (mismatches), logits' max relative error
   and predicted-class agreement on random images.
 
-    python benchmarks/engine.py [--quick] [--json] [--csv PATH]
+Every row records the instruction-set path numba compiled the kernels for (`isa`). With
+`--isa-subprocess` (default with --quick on an AVX-512 host) the layer and threads sections are
+rerun in a subprocess with NUMBA_CPU_NAME=haswell (AVX2 kernels) and torch limited to AVX2
+(ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2), so one run reports both paths side by side.
+
+    python benchmarks/engine.py [--quick] [--json] [--csv PATH] [--isa-subprocess | --no-isa-subprocess]
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import argparse
 import copy
 import csv
 import json
+import os
 import platform
+import subprocess
 import statistics
 import sys
 import time
@@ -32,14 +40,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from bitnas.evaluators.engine import (binary_conv2d, compile_model, pack_activations, pack_weight_signs,
-                                      packed_words)
+from bitnas.evaluators.engine import (binary_conv2d_prepared, compile_model, pack_activations, pack_weight_signs,
+                                      packed_words, prepare_weights)
+from bitnas.evaluators.engine.isa import describe as isa_describe
+from bitnas.evaluators.engine.isa import isa_path
 from bitnas.spaces import Genotype, build_model
 from bitnas.spaces.blocks import BinaryConvBlock
 from bitnas.spaces.builder import Network
 from bitnas.spaces.quantizers import FullPrecision
 
 LAYER_SHAPES = [(56, 64), (28, 128), (14, 256), (7, 512)]  # ResNet-18's 3x3 convs: (size, channels)
+# Channels < 64 (most of a word unused), typical of the default search on 28x28 MNIST: reported, not in the median.
+SMALL_SHAPES = [(32, 16), (16, 32)]
 NO_RESIDUAL = np.zeros((0, 0, 0), np.float32)
 
 
@@ -54,7 +66,8 @@ def cpu_description() -> dict:
         pass
     wanted = ("avx2", "avx512f", "avx512_vpopcntdq", "avx512vpopcntdq", "popcnt", "neon", "asimd")
     return {"cpu": cpu_model(), "simd": [flag for flag in wanted if flag in flags], "machine": platform.machine(),
-            "numba": numba.__version__, "torch": torch.__version__, "numpy": np.__version__}
+            "numba": numba.__version__, "torch": torch.__version__, "numpy": np.__version__, **isa_describe(),
+            "torch_isa": os.environ.get("ATEN_CPU_CAPABILITY", "default")}
 
 
 def interleaved(candidates: dict, rounds: int, calls: int) -> dict[str, float]:
@@ -82,14 +95,14 @@ def layer_case(size: int, channels: int, seed: int):
     x = rng.standard_normal((size, size, channels)).astype(np.float32)  # channel-last, as in the engine
     shift = rng.normal(0, 0.1, channels).astype(np.float32)
     weight = rng.standard_normal((channels, channels, 3, 3)).astype(np.float32)
-    packed_weights = pack_weight_signs(weight >= 0)
+    packed_weights = prepare_weights(pack_weight_signs(weight >= 0))  # once, as the compiled step does
     packed = np.empty((size, size, packed_words(channels)), np.uint64)
     out = np.empty((size, size, channels), np.float32)
     scale, bias = np.abs(weight).mean(axis=(1, 2, 3)).astype(np.float64), np.zeros(channels)
 
     def engine() -> np.ndarray:
         pack_activations(x, shift, packed)
-        binary_conv2d(packed, packed_weights, 3, 1, 1, channels, scale, bias, NO_RESIDUAL, False, out)
+        binary_conv2d_prepared(packed, packed_weights, 3, 1, 1, channels, scale, bias, NO_RESIDUAL, False, out)
         return out
 
     x_torch = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
@@ -103,7 +116,8 @@ def layer_case(size: int, channels: int, seed: int):
         """Engine integer accumulation vs torch's conv of the +-1 tensors: entries that differ."""
         pack_activations(x, shift, packed)
         unit = np.empty_like(out)
-        binary_conv2d(packed, packed_weights, 3, 1, 1, channels, np.ones(channels), bias, NO_RESIDUAL, False, unit)
+        binary_conv2d_prepared(packed, packed_weights, 3, 1, 1, channels, np.ones(channels), bias, NO_RESIDUAL, False,
+                               unit)
         signs = torch.where(x_torch + torch.from_numpy(shift)[:, None, None] >= 0, 1.0, -1.0)
         expected = torch.nn.functional.conv2d(signs, torch.where(w_torch >= 0, 1.0, -1.0), padding=1)[0]
         return int((torch.from_numpy(unit.transpose(2, 0, 1).copy()) != expected).sum())
@@ -177,7 +191,7 @@ def network_rows(quick: bool) -> list[dict]:
         rounds = 3 if quick else 5
         times = interleaved({"engine": lambda: engine.run_one(sample_np), "fp32": run_torch,
                              "simulated": run_simulated}, rounds, calls)
-        rows.append({"section": "network", "case": f"bireal18-{size}x{size}", "threads": 1,
+        rows.append({"section": "network", "isa": isa_path(), "case": f"bireal18-{size}x{size}", "threads": 1,
                      "engine_ms": times["engine"], "baseline_ms": times["fp32"], "ratio": times["fp32"] / times["engine"],
                      "goal": ">= 8x vs fp32", "exact": f"rel logit err vs torch {relative(got, expected):.1e} "
                      f"(vs fp64: engine {relative(got, exact):.1e}, torch fp32 {relative(expected, exact):.1e}); "
@@ -192,9 +206,10 @@ def layer_rows(quick: bool) -> list[dict]:
         engine, fp32, mismatches = layer_case(size, channels, index)
         set_threads(1)
         one = interleaved({"engine": engine, "fp32": fp32}, rounds, calls)
-        rows.append({"section": "layer", "case": f"3x3 {size}x{size}x{channels}", "threads": 1,
+        rows.append({"section": "layer", "isa": isa_path(), "case": f"3x3 {size}x{size}x{channels}", "threads": 1,
                      "engine_ms": one["engine"], "baseline_ms": one["fp32"], "ratio": one["fp32"] / one["engine"],
-                     "goal": ">= 15x (median)", "exact": f"{mismatches()} integer mismatches"})
+                     "goal": ">= 15x (median)" if isa_path() == "avx512-vpopcntdq" else ">= 8x (median, AVX2)",
+                     "exact": f"{mismatches()} integer mismatches"})
         # Two threads vs one, alternating thread counts between rounds (after starting the pool).
         set_threads(2)
         engine()
@@ -204,11 +219,37 @@ def layer_rows(quick: bool) -> list[dict]:
                 set_threads(threads)
                 samples[threads].append(interleaved({"engine": engine}, 1, calls)["engine"])
         one_t, two_t = statistics.median(samples[1]), statistics.median(samples[2])
-        thread_rows.append({"section": "threads", "case": f"3x3 {size}x{size}x{channels}", "threads": 2,
+        thread_rows.append({"section": "threads", "isa": isa_path(), "case": f"3x3 {size}x{size}x{channels}", "threads": 2,
                             "engine_ms": two_t, "baseline_ms": one_t, "ratio": one_t / two_t,
                             "goal": ">= 1.8x (larger shapes)", "exact": ""})
+    for index, (size, channels) in enumerate(SMALL_SHAPES):
+        engine, fp32, mismatches = layer_case(size, channels, 100 + index)
+        set_threads(1)
+        one = interleaved({"engine": engine, "fp32": fp32}, rounds, calls)
+        rows.append({"section": "small-c", "isa": isa_path(), "case": f"3x3 {size}x{size}x{channels}", "threads": 1,
+                     "engine_ms": one["engine"], "baseline_ms": one["fp32"], "ratio": one["fp32"] / one["engine"],
+                     "goal": "report (C < 64)", "exact": f"{mismatches()} integer mismatches"})
     set_threads(1)
     return rows + thread_rows
+
+
+AVX2_ENVIRONMENT = {"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "", "ATEN_CPU_CAPABILITY": "avx2",
+                    "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def avx2_layer_rows(quick: bool) -> list[dict]:
+    """The layer and threads sections rerun in a subprocess compiled for AVX2 (haswell), torch
+    limited to AVX2 too, so the AVX2 path is measured on this machine next to the host's."""
+    command = [sys.executable, __file__, "--layers-only", "--json", "--csv", os.devnull, "--no-isa-subprocess"]
+    if quick:
+        command.append("--quick")
+    result = subprocess.run(command, env={**os.environ, **AVX2_ENVIRONMENT}, capture_output=True, text=True,
+                            timeout=600, check=False)
+    if result.returncode != 0:
+        print(f"AVX2 subprocess failed ({result.returncode}): {result.stderr.strip().splitlines()[-1:]}",
+              file=sys.stderr)
+        return []
+    return json.loads(result.stdout)["rows"]
 
 
 def main() -> None:
@@ -216,17 +257,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (under 2 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--csv", type=Path, default=Path("results/bench/engine.csv"))
+    parser.add_argument("--layers-only", action="store_true", help="only the layer and threads sections")
+    parser.add_argument("--isa-subprocess", action=argparse.BooleanOptionalAction, default=None,
+                        help="also measure the AVX2 path in a subprocess (default: with --quick, on a host "
+                             "whose own path is not AVX2)")
     args = parser.parse_args()
     started = time.perf_counter()
     environment = cpu_description()
     set_threads(1)
     rows = layer_rows(args.quick)
-    rows += network_rows(args.quick)
-    layer_ratios = [row["ratio"] for row in rows if row["section"] == "layer"]
-    summary = {"layer_median_speedup": statistics.median(layer_ratios),
+    other_isa = args.isa_subprocess if args.isa_subprocess is not None else (args.quick and isa_path() != "avx2")
+    if other_isa:
+        rows += avx2_layer_rows(args.quick)
+    if not args.layers_only:
+        rows += network_rows(args.quick)
+    by_isa: dict[str, list[float]] = {}
+    for row in rows:
+        if row["section"] == "layer":
+            by_isa.setdefault(row["isa"], []).append(row["ratio"])
+    summary = {"isa_path": isa_path(),
+               "layer_median_speedup": statistics.median(by_isa[isa_path()]),
+               "layer_median_speedup_by_isa": {isa: statistics.median(values) for isa, values in by_isa.items()},
                "network_speedups": {row["case"]: row["ratio"] for row in rows if row["section"] == "network"},
                "seconds": time.perf_counter() - started}
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
+    if str(args.csv) != os.devnull:
+        args.csv.parent.mkdir(parents=True, exist_ok=True)
     with args.csv.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -237,14 +292,17 @@ def main() -> None:
         print()
         return
     print(f"{environment['cpu']}; SIMD {', '.join(environment['simd']) or '-'}; numba {environment['numba']}, "
-          f"torch {environment['torch']}")
-    header = f"{'section':<8} {'case':<22} {'thr':>3} {'engine ms':>10} {'base ms':>10} {'ratio':>7}  {'goal':<24} exactness"
+          f"torch {environment['torch']}; kernels {environment['isa_path']}")
+    header = (f"{'section':<8} {'isa':<16} {'case':<22} {'thr':>3} {'engine ms':>10} {'base ms':>10} {'ratio':>7}  "
+              f"{'goal':<24} exactness")
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['section']:<8} {row['case']:<22} {row['threads']:>3} {row['engine_ms']:>10.3f} "
+        print(f"{row['section']:<8} {row['isa']:<16} {row['case']:<22} {row['threads']:>3} {row['engine_ms']:>10.3f} "
               f"{row['baseline_ms']:>10.3f} {row['ratio']:>6.1f}x  {row['goal']:<24} {row['exact']}")
-    print(f"layer median speedup {summary['layer_median_speedup']:.1f}x (goal 15x); "
+    print("layer median speedup " + ", ".join(f"{isa} {value:.1f}x" for isa, value in
+                                              summary["layer_median_speedup_by_isa"].items())
+          + " (goal 15x AVX-512 VPOPCNTDQ, 8x AVX2); "
           + "; ".join(f"{case} {ratio:.1f}x" for case, ratio in summary["network_speedups"].items())
           + f" (goal 8x); {summary['seconds']:.0f} s; written to {args.csv}")
 

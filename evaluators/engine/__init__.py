@@ -10,12 +10,15 @@ quantized layer left to an fp32 simulation is listed in `EngineModel.simulated`.
 
 from .compiler import (COMPILERS, EngineInputError, EngineModel, NotCompilable, compile_model, compile_module,
                        register_compiler)
-from .kernels import binary_conv2d, pack_activations, pack_weight_signs, packed_words
+from .isa import isa_path
+from .kernels import (binary_conv2d, binary_conv2d_prepared, pack_activations, pack_weight_signs, packed_words,
+                      prepare_weights)
 from . import native_blocks  # noqa: E402,F401 - registers the compilers of the quantized layers and blocks
 
 ENGINE_NAME = "bitnas engine (numba XNOR-popcount and integer kernels, int8 GEMM)"
 
 __all__ = [
-    "COMPILERS", "ENGINE_NAME", "EngineInputError", "EngineModel", "NotCompilable", "binary_conv2d", "compile_model",
-    "compile_module", "native_blocks", "pack_activations", "pack_weight_signs", "packed_words", "register_compiler",
+    "COMPILERS", "ENGINE_NAME", "EngineInputError", "EngineModel", "NotCompilable", "binary_conv2d",
+    "binary_conv2d_prepared", "compile_model", "compile_module", "isa_path", "native_blocks", "pack_activations",
+    "pack_weight_signs", "packed_words", "prepare_weights", "register_compiler",
 ]

@@ -4,25 +4,44 @@ Layouts (batch 1, channel-last, so one pixel's channels are contiguous):
 - float activations: (H, W, C) float32;
 - packed activations: (H, W, Cw) uint64, Cw = ceil(C / 64); bit b of word j is channel 64*j + b,
   1 meaning +1 and 0 meaning -1; the unused high bits of the last word are 0;
-- packed weights: (k*k, Cw, Cout) uint64, same bit convention, unused bits 0.
+- packed weights: (k*k, Cw, Cout) uint64, same bit convention, unused bits 0 (the stored format);
+- prepared weights (`prepare_weights`): the same words as one flat array, rows (k*k*Cw) of
+  Cout rounded up to a multiple of 16 (the padding lanes are 0 and never written out), so one
+  16-output register block is two unaligned 8-word vector loads.
 
 The product of two +-1 values is +1 when their bits agree, so over n real channels
     dot = n - 2 * popcount(a XOR w).
 Unused bits are 0 in both operands, so their XOR is 0 and they add nothing to the popcount.
 Zero padding: torch pads the *binarised* input with zeros, so a padded position contributes 0
-(not +-1) to the sum. The kernel therefore visits only the kernel positions that fall inside the
-input and counts them: n = (valid positions) * C.
+(not +-1) to the sum. The kernels therefore visit only the kernel positions that fall inside the
+input and count them: n = (valid positions) * C.
 
-Output channels are the innermost loop, so LLVM vectorises the XOR-popcount across them (AVX2:
-pshufb nibble popcounts; AVX-512 VPOPCNTDQ where the CPU has it); `fastmath=False` keeps the float
-epilogue in IEEE order so results are reproducible.
+Register blocking (engine v2): a block of output pixels along a row times 16 output channels is
+accumulated in `simd.U64x8` vector variables (registers), each weight vector loaded once per block
+and reused for every pixel, each input word broadcast once and reused for every output vector.
+The k*Cw words of one kernel row are contiguous in both the input (channel-last) and the
+prepared weights, so the inner loop is one flat run. AVX-512 (32 vector registers) takes
+4 pixels x 16 outputs (8 accumulators); AVX2 (16 registers, each vector two YMM) takes 2 x 16.
+Pixels whose window crosses the left/right border run one at a time with clipped columns.
+`fastmath=False` keeps the float epilogue in IEEE order so results are reproducible.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
+
+from . import isa
+from .simd import (load_f32, load_f64, load_word, store_f32, store_word, vload, vsign_bits, vstore, vstore_outputs,
+                   vstore_outputs_residual, vadd, vbyte_sum, vnibble_xpa, vxpa, vzero)
+
+BLOCK_OUTPUTS = 16  # output channels per register block: two 8-lane vectors
+# The register blocking for the instruction set numba compiles for, frozen into the kernels as
+# constants (numba's cache is keyed by the target CPU, so a cached kernel always matches them).
+_WIDE = isa.wide_registers()
+_NIBBLES = isa.isa_path() == "avx2"
 
 
 @intrinsic
@@ -36,58 +55,356 @@ def popcount64(typingctx, value):
     return signature, codegen
 
 
+# ---- activations: threshold, binarise, pack -------------------------------------------------------
+
+@njit(cache=True, fastmath=False)
+def _pack_row(x, shift, packed, h):
+    _, width, channels = x.shape
+    words = packed.shape[2]
+    full = channels // 64
+    for w in range(width):
+        for j in range(full):
+            # 64 independent compares whose bits are OR-ed at fixed shifts: LLVM turns this into
+            # vector compares and a mask move (kmov on AVX-512, vmovmskps on AVX2).
+            base = j * 64
+            word = np.uint64(0)
+            for b in range(64):
+                word |= np.uint64(x[h, w, base + b] + shift[base + b] >= np.float32(0.0)) << np.uint64(b)
+            packed[h, w, j] = word
+        if full < words:
+            base = full * 64
+            word = np.uint64(0)
+            for b in range(channels - base):
+                word |= np.uint64(x[h, w, base + b] + shift[base + b] >= np.float32(0.0)) << np.uint64(b)
+            packed[h, w, full] = word
+
+
+@njit(cache=True, fastmath=False)
+def _pack_serial(x, shift, packed):
+    for h in range(x.shape[0]):
+        _pack_row(x, shift, packed, h)
+
+
 @njit(cache=True, fastmath=False, parallel=True)
+def _pack_parallel(x, shift, packed):
+    for h in prange(x.shape[0]):
+        _pack_row(x, shift, packed, h)
+
+
 def pack_activations(x, shift, packed):
     """Threshold (x + shift >= 0, in float32 like torch), binarise and pack channel-last words."""
-    height, width, channels = x.shape
-    words = packed.shape[2]
-    for h in prange(height):
-        for w in range(width):
-            for j in range(words):
-                base = j * 64
-                count = min(64, channels - base)
-                word = np.uint64(0)
-                for b in range(count):
-                    if x[h, w, base + b] + shift[base + b] >= np.float32(0.0):
-                        word |= np.uint64(1) << np.uint64(b)
-                packed[h, w, j] = word
+    if numba.get_num_threads() > 1 and x.shape[0] > 1:
+        _pack_parallel(x, shift, packed)
+    else:
+        _pack_serial(x, shift, packed)
+
+
+# ---- the binary convolution -----------------------------------------------------------------------
+
+@njit(cache=True, fastmath=False, inline="always")
+def _block4(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words):
+    """Four output pixels (input windows `pixel_words` apart) x 16 outputs: 8 vector accumulators."""
+    a0 = vzero()
+    a1 = vzero()
+    b0 = vzero()
+    b1 = vzero()
+    c0 = vzero()
+    c1 = vzero()
+    d0 = vzero()
+    d1 = vzero()
+    for ky in range(ky0, ky1):
+        xs = xbase + ky * row_words
+        ws = wbase + ky * run * cpad
+        for t in range(run):
+            v0 = vload(w, ws + t * cpad)
+            v1 = vload(w, ws + t * cpad + 8)
+            xa = load_word(x, xs + t)
+            xb = load_word(x, xs + pixel_words + t)
+            xc = load_word(x, xs + 2 * pixel_words + t)
+            xd = load_word(x, xs + 3 * pixel_words + t)
+            a0 = vxpa(a0, xa, v0)
+            a1 = vxpa(a1, xa, v1)
+            b0 = vxpa(b0, xb, v0)
+            b1 = vxpa(b1, xb, v1)
+            c0 = vxpa(c0, xc, v0)
+            c1 = vxpa(c1, xc, v1)
+            d0 = vxpa(d0, xd, v0)
+            d1 = vxpa(d1, xd, v1)
+    return a0, a1, b0, b1, c0, c1, d0, d1
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _block2(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, half):
+    """AVX2: two output pixels x 16 outputs with the nibble-table popcount (simd.vnibble_xpa): byte
+    accumulators (4 vectors = 8 YMM) summed into 64-bit lanes every <= 31 words (byte overflow)."""
+    mask = np.uint64(0x0F0F0F0F0F0F0F0F)
+    four = np.uint64(4)
+    a0 = vzero()
+    a1 = vzero()
+    b0 = vzero()
+    b1 = vzero()
+    p0 = vzero()
+    p1 = vzero()
+    q0 = vzero()
+    q1 = vzero()
+    used = 0  # words in the byte accumulators: whole kernel rows share them until 31 would overflow
+    for ky in range(ky0, ky1):
+        xs = xbase + ky * row_words
+        ws = wbase + ky * run * cpad
+        for start in range(0, run, 31):
+            stop = min(run, start + 31)
+            if used + stop - start > 31:
+                a0 = vadd(a0, vbyte_sum(p0))
+                a1 = vadd(a1, vbyte_sum(p1))
+                b0 = vadd(b0, vbyte_sum(q0))
+                b1 = vadd(b1, vbyte_sum(q1))
+                p0 = vzero()
+                p1 = vzero()
+                q0 = vzero()
+                q1 = vzero()
+                used = 0
+            used += stop - start
+            for t in range(start, stop):
+                lo = ws + half + t * cpad
+                hi = lo + half
+                l0 = vload(w, lo)
+                l1 = vload(w, lo + 8)
+                h0 = vload(w, hi)
+                h1 = vload(w, hi + 8)
+                xa = load_word(x, xs + t)
+                xb = load_word(x, xs + pixel_words + t)
+                p0 = vnibble_xpa(p0, xa & mask, (xa >> four) & mask, l0, h0)
+                p1 = vnibble_xpa(p1, xa & mask, (xa >> four) & mask, l1, h1)
+                q0 = vnibble_xpa(q0, xb & mask, (xb >> four) & mask, l0, h0)
+                q1 = vnibble_xpa(q1, xb & mask, (xb >> four) & mask, l1, h1)
+    a0 = vadd(a0, vbyte_sum(p0))
+    a1 = vadd(a1, vbyte_sum(p1))
+    b0 = vadd(b0, vbyte_sum(q0))
+    b1 = vadd(b1, vbyte_sum(q1))
+    return a0, a1, b0, b1
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _block2_generic(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words):
+    """Two output pixels x 16 outputs with LLVM's own vector popcount (targets without AVX2)."""
+    a0 = vzero()
+    a1 = vzero()
+    b0 = vzero()
+    b1 = vzero()
+    for ky in range(ky0, ky1):
+        xs = xbase + ky * row_words
+        ws = wbase + ky * run * cpad
+        for t in range(run):
+            v0 = vload(w, ws + t * cpad)
+            v1 = vload(w, ws + t * cpad + 8)
+            xa = load_word(x, xs + t)
+            xb = load_word(x, xs + pixel_words + t)
+            a0 = vxpa(a0, xa, v0)
+            a1 = vxpa(a1, xa, v1)
+            b0 = vxpa(b0, xb, v0)
+            b1 = vxpa(b1, xb, v1)
+    return a0, a1, b0, b1
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _block1(x, w, xbase, wbase, ky0, ky1, kx0, kx1, kernel, row_words, words, cpad):
+    """One output pixel x 16 outputs, kernel columns kx0..kx1 only (a border pixel)."""
+    a0 = vzero()
+    a1 = vzero()
+    for ky in range(ky0, ky1):
+        for kx in range(kx0, kx1):
+            xs = xbase + ky * row_words + kx * words
+            ws = wbase + (ky * kernel + kx) * words * cpad
+            for t in range(words):
+                xa = load_word(x, xs + t)
+                a0 = vxpa(a0, xa, vload(w, ws + t * cpad))
+                a1 = vxpa(a1, xa, vload(w, ws + t * cpad + 8))
+    return a0, a1
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _emit(a0, a1, pixel, o0, cout, total, scale, bias, y, r, has_residual, next_shift, z, out_words, has_pack, full,
+          spill):
+    """The 16 counts of one output pixel (flat index `pixel`) -> outputs (and packed signs).
+
+    Every array is an address here (see simd): this is inlined into the pixel loop. Full blocks
+    finish in vector registers; the last, partial block of outputs goes through `spill` and a
+    scalar loop, so nothing is read or written past Cout."""
+    at = pixel * cout + o0
+    if full:
+        if has_residual:
+            vstore_outputs_residual(a0, total, scale, bias, o0, y, at, r)
+            vstore_outputs_residual(a1, total, scale, bias, o0 + 8, y, at + 8, r)
+        else:
+            vstore_outputs(a0, total, scale, bias, o0, y, at)
+            vstore_outputs(a1, total, scale, bias, o0 + 8, y, at + 8)
+        if has_pack:
+            bits = vsign_bits(y, at, next_shift, o0) | (vsign_bits(y, at + 8, next_shift, o0 + 8) << np.uint64(8))
+            word = pixel * out_words + (o0 >> 6)
+            store_word(z, word, load_word(z, word) | (bits << np.uint64(o0 & 63)))
+        return
+    vstore(spill, 0, a0)
+    vstore(spill, 8, a1)
+    bits = np.uint64(0)
+    for lane in range(cout - o0):
+        o = o0 + lane
+        value = np.float32(load_f64(scale, o) * (total - 2 * np.int64(load_word(spill, lane))) + load_f64(bias, o))
+        if has_residual:
+            value += load_f32(r, at + lane)
+        store_f32(y, at + lane, value)
+        if has_pack and value + load_f32(next_shift, o) >= np.float32(0.0):
+            bits |= np.uint64(1) << np.uint64(lane)
+    if has_pack:
+        word = pixel * out_words + (o0 >> 6)
+        store_word(z, word, load_word(z, word) | (bits << np.uint64(o0 & 63)))
+
+
+@njit(cache=True, fastmath=False)
+def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r, has_residual,
+              out_w, oh, next_shift, z, out_words, has_pack, o_begin, o_end, clear):
+    """Output row `oh`, output channels o_begin..o_end (whole 16-blocks), of the binary conv on flat
+    arrays: x packed input, w prepared weights, y the float output (out_h, out_w, Cout), r the
+    residual like y, z the packed output (out_h, out_w, out_words), zeroed here if `clear`."""
+    cout = scale.shape[0]
+    spill_array = np.empty(BLOCK_OUTPUTS, np.uint64)
+    if has_pack and clear:
+        for i in range(oh * out_w * out_words, (oh + 1) * out_w * out_words):
+            z[i] = 0
+    # Addresses for the inlined helpers (no reference counting in the pixel loop); every array
+    # here outlives the call.
+    xa_ = x.ctypes.data
+    wa_ = w.ctypes.data
+    scale_ = scale.ctypes.data
+    bias_ = bias.ctypes.data
+    y_ = y.ctypes.data
+    r_ = r.ctypes.data
+    shift_ = next_shift.ctypes.data
+    z_ = z.ctypes.data
+    spill = spill_array.ctypes.data
+    ih0 = oh * stride - padding
+    ky0 = max(0, -ih0)
+    ky1 = min(kernel, height - ih0)
+    run = kernel * words            # one kernel row of one pixel: contiguous words
+    row_words = width * words
+    pixel_words = stride * words
+    # Output columns whose whole window lies inside the input.
+    ow_lo = (padding + stride - 1) // stride
+    ow_hi = min(out_w, (width + padding - kernel) // stride + 1)
+    block = 4 if _WIDE else 2
+    inner = (ky1 - ky0) * kernel * channels
+    half = kernel * kernel * words * cpad  # the nibble copies follow the words (prepare_weights)
+    for o0 in range(o_begin, o_end, BLOCK_OUTPUTS):
+        full = o0 + BLOCK_OUTPUTS <= cout
+        pixel = oh * out_w
+        ow = 0
+        while ow < out_w:
+            iw0 = ow * stride - padding
+            xbase = (ih0 * width + iw0) * words
+            if ow >= ow_lo and ow + block <= ow_hi:
+                if _WIDE:
+                    a0, a1, b0, b1, c0, c1, d0, d1 = _block4(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
+                                                             pixel_words)
+                    _emit(a0, a1, pixel + ow, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full, spill)
+                    _emit(b0, b1, pixel + ow + 1, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full, spill)
+                    _emit(c0, c1, pixel + ow + 2, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full, spill)
+                    _emit(d0, d1, pixel + ow + 3, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full, spill)
+                else:
+                    if _NIBBLES:
+                        a0, a1, b0, b1 = _block2(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad, pixel_words,
+                                                 half)
+                    else:
+                        a0, a1, b0, b1 = _block2_generic(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
+                                                         pixel_words)
+                    _emit(a0, a1, pixel + ow, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full, spill)
+                    _emit(b0, b1, pixel + ow + 1, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full, spill)
+                ow += block
+            else:
+                kx0 = max(0, -iw0)
+                kx1 = min(kernel, width - iw0)
+                a0, a1 = _block1(xa_, wa_, xbase, o0, ky0, ky1, kx0, kx1, kernel, row_words, words, cpad)
+                _emit(a0, a1, pixel + ow, o0, cout, (ky1 - ky0) * (kx1 - kx0) * channels, scale_, bias_, y_, r_,
+                      has_residual, shift_, z_, out_words, has_pack, full, spill)
+                ow += 1
+
+
+@njit(cache=True, fastmath=False)
+def _conv_serial(packed, w, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out,
+                 next_shift, packed_out, has_pack):
+    height, width, words = packed.shape
+    out_h, out_w, _ = out.shape
+    x = packed.reshape(-1)
+    y = out.reshape(-1)
+    r = residual.reshape(-1)
+    z = packed_out.reshape(-1)
+    if has_pack:
+        z[:] = 0
+    for oh in range(out_h):
+        _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r,
+                  has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack, 0, cpad, False)
 
 
 @njit(cache=True, fastmath=False, parallel=True)
+def _conv_parallel(packed, w, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out,
+                   next_shift, packed_out, has_pack):
+    height, width, words = packed.shape
+    out_h, out_w, _ = out.shape
+    x = packed.reshape(-1)
+    y = out.reshape(-1)
+    r = residual.reshape(-1)
+    z = packed_out.reshape(-1)
+    for oh in prange(out_h):
+        _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r,
+                  has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack, 0, cpad, True)
+
+
+def prepare_weights(weights: np.ndarray) -> np.ndarray:
+    """(k*k, Cw, Cout) packed weights -> the flat kernel layout: (k*k*Cw) rows of Cout padded to 16,
+    three times: the words, their low nibbles (w & 0x0f..) and their high nibbles ((w >> 4) &
+    0x0f..), the last two for the AVX2 table popcount (see simd)."""
+    positions, words, out_channels = weights.shape
+    cpad = -(-out_channels // BLOCK_OUTPUTS) * BLOCK_OUTPUTS
+    prepared = np.zeros((3, positions * words, cpad), dtype=np.uint64)
+    prepared[0, :, :out_channels] = weights.reshape(positions * words, out_channels)
+    mask = np.uint64(0x0F0F0F0F0F0F0F0F)
+    prepared[1] = prepared[0] & mask
+    prepared[2] = (prepared[0] >> np.uint64(4)) & mask
+    return prepared.reshape(-1)
+
+
+_NO_PACK = np.zeros((0, 0, 0), dtype=np.uint64)
+_NO_SHIFT = np.zeros(0, dtype=np.float32)
+
+
+def binary_conv2d_prepared(packed, prepared, kernel, stride, padding, channels, scale, bias, residual, has_residual,
+                           out, next_shift=None, packed_out=None):
+    """`binary_conv2d` with weights from `prepare_weights`; with `next_shift` and `packed_out` it also
+    writes sign(out + next_shift) packed (the next binary conv's input), saving a float round trip."""
+    has_pack = packed_out is not None
+    cpad = prepared.shape[0] // (3 * kernel * kernel * packed.shape[2])
+    arguments = (packed, prepared, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out,
+                 _NO_SHIFT if next_shift is None else next_shift,
+                 packed_out if has_pack else _NO_PACK, has_pack)
+    if numba.get_num_threads() > 1 and out.shape[0] > 1:
+        _conv_parallel(*arguments)
+    else:
+        _conv_serial(*arguments)
+
+
 def binary_conv2d(packed, weights, kernel, stride, padding, channels, scale, bias, residual, has_residual, out):
     """out[h, w, o] = float32(scale[o] * dot + bias[o]) (+ residual[h, w, o]).
 
     dot is the exact integer +-1 convolution of the packed input with the packed weights, torch's
-    zero padding included; scale/bias are float64 (the folded weight scale and BatchNorm).
+    zero padding included; scale/bias are float64 (the folded weight scale and BatchNorm). Runs on
+    numba's current thread count: a plain loop on one thread, rows in parallel on more.
     """
-    height, width, words = packed.shape
-    out_h, out_w, out_channels = out.shape
-    for oh in prange(out_h):
-        counts = np.empty(out_channels, np.uint64)
-        for ow in range(out_w):
-            counts[:] = 0
-            valid = 0
-            for ky in range(kernel):
-                ih = oh * stride - padding + ky
-                if ih < 0 or ih >= height:
-                    continue
-                for kx in range(kernel):
-                    iw = ow * stride - padding + kx
-                    if iw < 0 or iw >= width:
-                        continue
-                    valid += 1
-                    position = ky * kernel + kx
-                    for j in range(words):
-                        word = packed[ih, iw, j]
-                        for o in range(out_channels):
-                            counts[o] += popcount64(word ^ weights[position, j, o])
-            total = valid * channels
-            for o in range(out_channels):
-                dot = total - 2 * np.int64(counts[o])
-                value = np.float32(scale[o] * dot + bias[o])
-                if has_residual:
-                    value += residual[oh, ow, o]
-                out[oh, ow, o] = value
+    binary_conv2d_prepared(packed, prepare_weights(weights), kernel, stride, padding, channels, scale, bias, residual,
+                           has_residual, out)
 
 
 def pack_weight_signs(signs: np.ndarray) -> np.ndarray:
@@ -107,4 +424,5 @@ def packed_words(channels: int) -> int:
     return (channels + 63) // 64
 
 
-__all__ = ["binary_conv2d", "pack_activations", "pack_weight_signs", "packed_words", "popcount64"]
+__all__ = ["BLOCK_OUTPUTS", "binary_conv2d", "binary_conv2d_prepared", "pack_activations", "pack_weight_signs",
+           "packed_words", "popcount64", "prepare_weights"]

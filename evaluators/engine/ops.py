@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .kernels import binary_conv2d, pack_activations, packed_words
+from .kernels import binary_conv2d_prepared, pack_activations, packed_words, prepare_weights
 
 _NO_RESIDUAL = np.zeros((0, 0, 0), dtype=np.float32)
 
@@ -71,6 +71,16 @@ class BinaryConvStep:
     backend: str = "engine"
     reason: str = ""
     _packed: dict = field(default_factory=dict, repr=False)
+    _prepared: tuple = field(default=(None, None), repr=False)
+
+    def prepared_weights(self) -> np.ndarray:
+        """The kernel layout of `weights`, derived once (and again if `weights` is replaced, as
+        loading a packed file does): `weights` stays the stored format."""
+        source, prepared = self._prepared
+        if source is not self.weights:
+            prepared = prepare_weights(self.weights)
+            self._prepared = (self.weights, prepared)
+        return prepared
 
     def output_size(self, size: int) -> int:
         return (size + 2 * self.padding - self.kernel) // self.stride + 1
@@ -87,9 +97,9 @@ class BinaryConvStep:
     def convolve(self, packed: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
         height, width, _ = packed.shape
         out = np.empty((self.output_size(height), self.output_size(width), self.weights.shape[2]), dtype=np.float32)
-        binary_conv2d(packed, self.weights, self.kernel, self.stride, self.padding, self.in_channels,
-                      self.scale, self.bias, _NO_RESIDUAL if residual is None else residual,
-                      residual is not None, out)
+        binary_conv2d_prepared(packed, self.prepared_weights(), self.kernel, self.stride, self.padding,
+                               self.in_channels, self.scale, self.bias, _NO_RESIDUAL if residual is None else residual,
+                               residual is not None, out)
         return out
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

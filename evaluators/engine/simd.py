@@ -1,0 +1,330 @@
+"""A native 8 x uint64 vector value for the numba kernels, so accumulators live in registers.
+
+numba has no vector types: a block of accumulators written as an array lives in memory (LLVM
+cannot prove it does not alias the operands, so every update is a load and a store), and LLVM's
+loop vectoriser only vectorises innermost loops. `U64x8` is a numba type whose LLVM
+representation *is* `<8 x i64>`, so a kernel can hold e.g. 8 of them as plain local variables
+(phi nodes of vector type, i.e. registers) and each operation below is a few vector instructions:
+
+- AVX-512 VPOPCNTDQ: one ZMM register, `vpopcntq`;
+- AVX2: two YMM registers, LLVM's pshufb nibble-table popcount;
+- anything else: whatever LLVM legalises `<8 x i64>` to on the target.
+
+Only target-independent LLVM IR is emitted (no x86 intrinsics), so the same source compiles for
+every CPU numba targets.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+LANES = 8
+
+
+class U64x8Type(types.Type):
+    def __init__(self):
+        super().__init__(name="U64x8")
+
+
+u64x8 = U64x8Type()
+_VECTOR = ir.VectorType(ir.IntType(64), LANES)
+
+
+@register_model(U64x8Type)
+class _U64x8Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+def _element_pointer(context, builder, base_type, base, offset_type, offset, element):
+    """Pointer to element `offset` of `base`: a 1-D C-contiguous array, or an integer address
+    (`array.ctypes.data`). Addresses let the hot loops' helpers take no array arguments, so
+    numba emits no reference counting (NRT incref/decref, atomics) for them when they are
+    inlined; the caller keeps the arrays alive. No bounds checks: callers keep offsets in range."""
+    if isinstance(base_type, types.Array):
+        data = context.make_array(base_type)(context, builder, base).data
+        data = builder.bitcast(data, element.as_pointer())
+    else:
+        data = builder.inttoptr(context.cast(builder, base, base_type, types.uintp), element.as_pointer())
+    return builder.gep(data, [context.cast(builder, offset, offset_type, types.intp)])
+
+
+def _vector_pointer(context, builder, base_type, base, offset_type, offset, element):
+    pointer = _element_pointer(context, builder, base_type, base, offset_type, offset, element)
+    return builder.bitcast(pointer, ir.VectorType(element, LANES).as_pointer())
+
+
+def _is_base(base, dtype) -> bool:
+    if isinstance(base, types.Array):
+        return base.ndim == 1 and base.dtype == dtype and base.layout == "C"
+    return isinstance(base, types.Integer)
+
+
+def _ctpop(builder):
+    # llvmlite's builder.ctpop accepts scalars only; the vector form is the same LLVM intrinsic.
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VECTOR, [_VECTOR]), "llvm.ctpop.v8i64")
+
+
+def _broadcast(builder, scalar):
+    return builder.shuffle_vector(builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), scalar,
+                                                         ir.Constant(ir.IntType(32), 0)),
+                                  ir.Constant(_VECTOR, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+
+_I64 = ir.IntType(64)
+_F32 = ir.FloatType()
+_F64 = ir.DoubleType()
+
+
+@intrinsic
+def vzero(typingctx):
+    """All-zero vector."""
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_VECTOR, None)
+
+    return u64x8(), codegen
+
+
+@intrinsic
+def vload(typingctx, base, offset):
+    """base[offset : offset + 8] (uint64) as a vector (unaligned load)."""
+    if not _is_base(base, types.uint64) or not isinstance(offset, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        pointer = _vector_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], _I64)
+        return builder.load(pointer, align=8)
+
+    return u64x8(base, offset), codegen
+
+
+@intrinsic
+def load_word(typingctx, base, offset):
+    """base[offset] (uint64) without numba's negative-index wraparound (two extra instructions per
+    load in the inner loop otherwise)."""
+    if not _is_base(base, types.uint64) or not isinstance(offset, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], _I64),
+                            align=8)
+
+    return types.uint64(base, offset), codegen
+
+
+def _scalar_load(dtype, element):
+    @intrinsic
+    def load(typingctx, base, offset):
+        if not _is_base(base, dtype) or not isinstance(offset, types.Integer):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return builder.load(_element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], element))
+
+        return dtype(base, offset), codegen
+
+    return load
+
+
+def _scalar_store(dtype, element):
+    @intrinsic
+    def store(typingctx, base, offset, value):
+        if not _is_base(base, dtype) or not isinstance(offset, types.Integer):
+            return None
+
+        def codegen(context, builder, sig, args):
+            value = context.cast(builder, args[2], sig.args[2], dtype)
+            builder.store(value, _element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], element))
+            return context.get_dummy_value()
+
+        return types.none(base, offset, value), codegen
+
+    return store
+
+
+# Scalar element access at an address, for the rare partial-block paths of the inlined helpers.
+load_f32 = _scalar_load(types.float32, _F32)
+load_f64 = _scalar_load(types.float64, _F64)
+store_f32 = _scalar_store(types.float32, _F32)
+store_word = _scalar_store(types.uint64, _I64)
+
+
+@intrinsic
+def vstore(typingctx, base, offset, value):
+    """base[offset : offset + 8] (uint64) = value."""
+    if not _is_base(base, types.uint64) or not isinstance(offset, types.Integer) or value != u64x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _vector_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], _I64),
+                      align=8)
+        return context.get_dummy_value()
+
+    return types.none(base, offset, value), codegen
+
+
+@intrinsic
+def vxpa(typingctx, accumulator, word, weights):
+    """accumulator + popcount(broadcast(word) XOR weights), lane by lane: the XNOR-popcount step.
+
+    Each lane adds at most 64 per call, so uint64 lanes cannot overflow for any real layer."""
+    if accumulator != u64x8 or weights != u64x8 or not isinstance(word, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        accumulator_value, word_value, weights_value = args
+        broadcast = _broadcast(builder, context.cast(builder, word_value, sig.args[1], types.uint64))
+        counts = builder.call(_ctpop(builder), [builder.xor(broadcast, weights_value)])
+        return builder.add(accumulator_value, counts)
+
+    return u64x8(accumulator, word, weights), codegen
+
+
+def _finish(context, builder, sig, args):
+    """float32(scale * (total - 2 * counts) + bias) on 8 lanes: int64 -> float64, multiply, add
+    (no FMA contraction: the IR carries no fast-math flags), then round to float32: the scalar
+    formula, lane by lane, bit for bit."""
+    counts, total, scale, bias, index = args[:5]
+    totals = _broadcast(builder, context.cast(builder, total, sig.args[1], types.int64))
+    dot = builder.sub(totals, builder.shl(counts, ir.Constant(_VECTOR, [1] * LANES)))
+    # |dot| <= k*k*C < 2**31, so int32 holds it exactly and int32 -> float64 gives the same double
+    # as int64 -> float64; AVX2 has no int64 -> float64 vector conversion (LLVM emulates it).
+    dot_f = builder.sitofp(builder.trunc(dot, ir.VectorType(ir.IntType(32), LANES)), ir.VectorType(_F64, LANES))
+    scales = builder.load(_vector_pointer(context, builder, sig.args[2], scale, sig.args[4], index, _F64), align=8)
+    biases = builder.load(_vector_pointer(context, builder, sig.args[3], bias, sig.args[4], index, _F64), align=8)
+    return builder.fptrunc(builder.fadd(builder.fmul(scales, dot_f), biases), ir.VectorType(_F32, LANES))
+
+
+@intrinsic
+def vstore_outputs(typingctx, counts, total, scale, bias, index, out, out_offset):
+    """out[out_offset : +8] = float32(scale[index : +8] * (total - 2 * counts) + bias[index : +8])."""
+    if counts != u64x8 or not (_is_base(scale, types.float64) and _is_base(bias, types.float64)
+                               and _is_base(out, types.float32)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        value = _finish(context, builder, sig, args)
+        builder.store(value, _vector_pointer(context, builder, sig.args[5], args[5], sig.args[6], args[6], _F32),
+                      align=4)
+        return context.get_dummy_value()
+
+    return types.none(counts, total, scale, bias, index, out, out_offset), codegen
+
+
+@intrinsic
+def vstore_outputs_residual(typingctx, counts, total, scale, bias, index, out, out_offset, residual):
+    """As `vstore_outputs`, plus residual[out_offset : +8] added in float32 (after the rounding)."""
+    if counts != u64x8 or not (_is_base(scale, types.float64) and _is_base(bias, types.float64)
+                               and _is_base(out, types.float32) and _is_base(residual, types.float32)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        value = _finish(context, builder, sig, args)
+        shortcut = builder.load(_vector_pointer(context, builder, sig.args[7], args[7], sig.args[6], args[6], _F32),
+                                align=4)
+        builder.store(builder.fadd(value, shortcut),
+                      _vector_pointer(context, builder, sig.args[5], args[5], sig.args[6], args[6], _F32), align=4)
+        return context.get_dummy_value()
+
+    return types.none(counts, total, scale, bias, index, out, out_offset, residual), codegen
+
+
+@intrinsic
+def vsign_bits(typingctx, out, out_offset, shift, index):
+    """The 8 bits (out[out_offset + i] + shift[index + i] >= 0) as a uint64 in 0..255: the next
+    binary conv's packed input, thresholded exactly as `pack_activations` does (float32 add)."""
+    if not (_is_base(out, types.float32) and _is_base(shift, types.float32)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        values = builder.load(_vector_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], _F32),
+                              align=4)
+        shifts = builder.load(_vector_pointer(context, builder, sig.args[2], args[2], sig.args[3], args[3], _F32),
+                              align=4)
+        mask = builder.fcmp_ordered(">=", builder.fadd(values, shifts), ir.Constant(ir.VectorType(_F32, LANES), None))
+        return builder.zext(builder.bitcast(mask, ir.IntType(LANES)), _I64)
+
+    return types.uint64(out, out_offset, shift, index), codegen
+
+
+# ---- AVX2 only: nibble-table popcount with byte accumulators ------------------------------------
+# Without VPOPCNTQ a vector popcount is a 4-bit table lookup (pshufb) on the low and the high
+# nibble of every byte, then a horizontal byte sum (psadbw) into the 64-bit lanes. Two savings
+# over LLVM's generic lowering of ctpop: the nibbles of the weights are split once when the
+# weights are prepared and those of an input word once per word (not once per output vector),
+# since (a ^ w) & 0x0f.. = (a & 0x0f..) ^ (w & 0x0f..); and the byte counts are summed in byte
+# lanes over up to 31 words (8 per word at most, 248 < 256) before one psadbw. These use x86
+# intrinsics, so kernels call them only when `isa.isa_path() == "avx2"`.
+
+_BYTES32 = ir.VectorType(ir.IntType(8), 32)
+_QUADS4 = ir.VectorType(_I64, 4)
+_NIBBLE_COUNTS = ir.Constant(_BYTES32, [bin(i).count("1") for i in range(16)] * 2)
+
+
+def _halves(builder, vector):
+    low = builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(ir.IntType(32), 4), [0, 1, 2, 3]))
+    high = builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(ir.IntType(32), 4), [4, 5, 6, 7]))
+    return builder.bitcast(low, _BYTES32), builder.bitcast(high, _BYTES32)
+
+
+def _join(builder, low, high):
+    return builder.shuffle_vector(builder.bitcast(low, _QUADS4), builder.bitcast(high, _QUADS4),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8))))
+
+
+@intrinsic
+def vnibble_xpa(typingctx, accumulator, word_low, word_high, weights_low, weights_high):
+    """Byte lanes: accumulator + table[broadcast(word_low) ^ weights_low] + table[... high]: the
+    popcount of (word ^ weights) per byte, from pre-split nibbles (AVX2 vpshufb)."""
+    if accumulator != u64x8 or weights_low != u64x8 or weights_high != u64x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        shuffle = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_BYTES32, [_BYTES32, _BYTES32]),
+                                                 "llvm.x86.avx2.pshuf.b")
+        total_low, total_high = _halves(builder, args[0])
+        for word, weights, word_type in ((args[1], args[3], sig.args[1]), (args[2], args[4], sig.args[2])):
+            nibbles = builder.xor(_broadcast(builder, context.cast(builder, word, word_type, types.uint64)), weights)
+            low, high = _halves(builder, nibbles)
+            total_low = builder.add(total_low, builder.call(shuffle, [_NIBBLE_COUNTS, low]))
+            total_high = builder.add(total_high, builder.call(shuffle, [_NIBBLE_COUNTS, high]))
+        return _join(builder, total_low, total_high)
+
+    return u64x8(accumulator, word_low, word_high, weights_low, weights_high), codegen
+
+
+@intrinsic
+def vbyte_sum(typingctx, accumulator):
+    """Sum of the 8 byte lanes of every 64-bit lane (AVX2 vpsadbw against zero)."""
+    if accumulator != u64x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        sad = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_QUADS4, [_BYTES32, _BYTES32]),
+                                             "llvm.x86.avx2.psad.bw")
+        zero = ir.Constant(_BYTES32, None)
+        low, high = _halves(builder, args[0])
+        return builder.shuffle_vector(builder.call(sad, [low, zero]), builder.call(sad, [high, zero]),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8))))
+
+    return u64x8(accumulator), codegen
+
+
+@intrinsic
+def vadd(typingctx, left, right):
+    if left != u64x8 or right != u64x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.add(args[0], args[1])
+
+    return u64x8(left, right), codegen
+
+
+__all__ = ["LANES", "load_f32", "load_f64", "load_word", "store_f32", "store_word", "u64x8", "vadd", "vload",
+           "vbyte_sum", "vnibble_xpa", "vsign_bits", "vstore", "vstore_outputs", "vstore_outputs_residual", "vxpa", "vzero"]
