@@ -53,7 +53,12 @@ class TrainingConfig(Settings):
     weight_decay: float = Field(5e-5, ge=0, le=10)       # standard recipe only, on conv/linear kernels
     grad_clip: float = Field(5.0, ge=0, le=1e6)         # max gradient norm; 0 turns it off
     latent_clip: float = Field(1.0, gt=0, le=1e6)       # 1-bit latent weights kept in [-clip, clip]
-    augment: Literal["none", "shift", "shift_flip"] = "none"
+    # shift: up to 1/8 of the side; shift_rotate: and up to +-10 degrees (digits); shift_flip: and mirrored
+    augment: Literal["none", "shift", "shift_rotate", "shift_flip"] = "none"
+    # ReActNet's two-step training for networks with 1-bit weights: the first half of the steps with
+    # binary activations and real-valued weights, the second half with both binary, each half with
+    # its own warm-up and cosine schedule (benchmarks/recipe.py measures what it gives).
+    two_step: bool = False
     # Before each validation, BatchNorm's running statistics are recomputed on this many training
     # images under the current weights (0: off). In binary networks signs flip all through training,
     # so the running averages describe a mix of past networks: measured on bireal_small, validation

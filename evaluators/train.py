@@ -97,11 +97,28 @@ def _warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float
     return factor
 
 
+MAX_ROTATION_DEGREES = 10.0  # digits survive small rotations; a 6 turned 180 degrees is a 9
+
+
+def _rotate(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image rotated about its centre by a uniform angle in +-MAX_ROTATION_DEGREES (bilinear, zero fill)."""
+    n = images.shape[0]
+    angles = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(MAX_ROTATION_DEGREES)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    zeros = torch.zeros(n)
+    theta = torch.stack([torch.stack([cos, -sin, zeros], 1), torch.stack([sin, cos, zeros], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 def _augment(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
-    """Light augmentation: each image shifted by up to 1/8 of its side (zero padding), and for
-    `shift_flip` mirrored left-right with probability 1/2 (not for digits: a mirrored 2 is no 2)."""
+    """Light augmentation: each image shifted by up to 1/8 of its side (zero padding); for
+    `shift_rotate` also rotated a little, for `shift_flip` mirrored left-right with probability 1/2
+    (not for digits: a mirrored 2 is no 2)."""
     if mode == "none":
         return images
+    if mode == "shift_rotate":
+        images = _rotate(images, generator)
     n, _, h, w = images.shape
     pad = max(1, h // 8)
     padded = F.pad(images, (pad, pad, pad, pad))
@@ -147,6 +164,24 @@ def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
             correct += int((logits.argmax(1).cpu() == split.labels[start:start + batch_size]).sum())
     model.train(was_training)
     return correct / len(split)
+
+
+class _RealWeights:
+    """Step one of two-step training: the 1-bit layers' weight quantizers set aside (real-valued
+    weights, inputs still binary) until `leave`."""
+
+    def __init__(self, layers: list[nn.Module]):
+        self.layers, self.quantizers = layers, [layer.kernel_quantizer for layer in layers]
+
+    def enter(self) -> None:
+        from bitnas.spaces.quantizers import FullPrecision
+
+        for layer in self.layers:
+            layer.kernel_quantizer = FullPrecision()
+
+    def leave(self) -> None:
+        for layer, quantizer in zip(self.layers, self.quantizers):
+            layer.kernel_quantizer = quantizer
 
 
 def _step(model: nn.Module, train_split: Split, batch: torch.Tensor, config: TrainingConfig,
@@ -200,34 +235,51 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
-    warmup_steps = min(total_steps // 4, int(round(config.warmup_epochs * steps_per_epoch)))
+    binary_weights = [m for m, bits in quantized_kernels(model) if bits == 1]
+    # Two-step training: real-valued weights until `switch_at`, then binary ones (a fresh schedule).
+    switch_at = total_steps // 2 if config.two_step and binary_weights and total_steps >= 2 else 0
+    real_weights = _RealWeights(binary_weights) if switch_at else None
+    if real_weights:
+        real_weights.enter()
+    phase_steps = switch_at or total_steps
+    warmup_steps = min(phase_steps // 4, int(round(config.warmup_epochs * steps_per_epoch)))
     optimiser = _optimiser(model, config, recipe)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _warmup_cosine(total_steps, max(1, warmup_steps)))
-    clipped = [m.weight for m, bits in quantized_kernels(model) if bits == 1] if recipe == "binary" else []
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _warmup_cosine(phase_steps, max(1, warmup_steps)))
+    clipped = [m.weight for m in binary_weights] if recipe == "binary" else []
     full_epochs = math.ceil(config.epochs)
     calibration = train_split.images[torch.randperm(len(train_split), generator=torch.Generator().manual_seed(seed))
                                      [:config.bn_recalibration]] if config.bn_recalibration > 0 else None
     model.train()
     started = time.perf_counter()
     step, loss_value, epoch_accuracies, stopped = 0, float("nan"), [], False
-    while step < total_steps:
-        order = torch.randperm(len(train_split), generator=generator)
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start:start + config.batch_size]
+    try:
+        while step < total_steps:
+            order = torch.randperm(len(train_split), generator=generator)
+            for start in range(0, len(order), config.batch_size):
+                batch = order[start:start + config.batch_size]
+                with guard():
+                    loss_value = _step(model, train_split, batch, config, generator, device, teacher, optimiser,
+                                       schedule, clipped, step)
+                step += 1
+                if real_weights and step == switch_at:  # step two: binary weights, from the weights step one learned
+                    real_weights.leave()
+                    rest = total_steps - switch_at
+                    optimiser = _optimiser(model, config, recipe)
+                    schedule = torch.optim.lr_scheduler.LambdaLR(
+                        optimiser, _warmup_cosine(rest, max(1, min(rest // 4, warmup_steps))))
+                if step >= total_steps:
+                    break
             with guard():
-                loss_value = _step(model, train_split, batch, config, generator, device, teacher, optimiser,
-                                   schedule, clipped, step)
-            step += 1
-            if step >= total_steps:
+                if calibration is not None:
+                    recalibrate_batchnorm(model, calibration)
+                epoch_accuracies.append(accuracy(model, val_split))
+            if should_stop is not None and step < total_steps and len(epoch_accuracies) < full_epochs \
+                    and should_stop(len(epoch_accuracies), list(epoch_accuracies)):
+                stopped = True
                 break
-        with guard():
-            if calibration is not None:
-                recalibrate_batchnorm(model, calibration)
-            epoch_accuracies.append(accuracy(model, val_split))
-        if should_stop is not None and step < total_steps and len(epoch_accuracies) < full_epochs \
-                and should_stop(len(epoch_accuracies), list(epoch_accuracies)):
-            stopped = True
-            break
+    finally:
+        if real_weights and step < switch_at:  # stopped (or failed) in step one: the model stays binary
+            real_weights.leave()
     model.to("cpu")
     if teacher is not None:
         teacher.to("cpu")

@@ -1,6 +1,8 @@
 """The training recipes: which one a network gets, what the binary recipe does to latent
 weights, reproducibility to the last digit, augmentation and the early-stop hook."""
 
+import math
+
 import torch
 
 from bitnas.evaluators import TrainingConfig, accuracy, load_dataset
@@ -93,3 +95,44 @@ def test_should_stop_ends_training_after_the_epoch_it_says():
     never = train(build_model(BINARY), data.train, data.val, TrainingConfig(epochs=2, batch_size=64),
                   seed=0, should_stop=lambda e, c: False)
     assert not never.stopped_early and len(never.epoch_val_accuracy) == 2
+
+
+def test_rotation_turns_an_image_about_its_centre_by_at_most_the_bound():
+    from bitnas.evaluators.train import MAX_ROTATION_DEGREES, _rotate
+
+    bar = torch.zeros(1, 1, 21, 21)
+    bar[0, 0, 10, 3:18] = 1.0  # a horizontal bar through the centre
+    turned = _rotate(bar.repeat(64, 1, 1, 1), torch.Generator().manual_seed(0))
+    assert turned.shape == (64, 1, 21, 21)
+    assert torch.allclose(turned[:, 0, 10, 10], torch.ones(64), atol=1e-5)  # the centre stays
+    # the bar's ends move up or down by at most sin(bound) x 7 pixels
+    rows = torch.arange(21, dtype=torch.float32)
+    for image in turned[:, 0]:
+        column = image[:, 17]
+        if column.sum() > 0.05:
+            centre = float((column * rows).sum() / column.sum())
+            assert abs(centre - 10) <= 7 * math.sin(math.radians(MAX_ROTATION_DEGREES)) + 0.6
+    assert not torch.allclose(turned, bar.repeat(64, 1, 1, 1))
+
+
+def test_two_step_training_learns_with_real_weights_first_and_ends_binary():
+    from bitnas.spaces.quantizers import ScaledSignWeights
+
+    model, outcome, acc = _run(BINARY, two_step=True)
+    kernels = [m for m, bits in quantized_kernels(model) if bits == 1]
+    assert kernels and all(isinstance(m.kernel_quantizer, ScaledSignWeights) for m in kernels)
+    assert outcome.steps == _run(BINARY)[1].steps and acc > 0.3  # chance is 0.1
+    # the same network trained in one step ends elsewhere: the first half really trained other weights
+    assert not torch.equal(model.state_dict()["stages.0.conv.weight"], _run(BINARY)[0].state_dict()["stages.0.conv.weight"])
+
+
+def test_two_step_training_stopped_in_step_one_still_leaves_a_binary_network():
+    from bitnas.spaces.quantizers import ScaledSignWeights
+
+    torch.manual_seed(0)
+    data = load_dataset("digits", 0)
+    model = build_model(BINARY)
+    outcome = train(model, data.train, data.val, TrainingConfig(epochs=4, batch_size=32, two_step=True), seed=0,
+                    should_stop=lambda epoch, curve: epoch == 1)
+    assert outcome.stopped_early
+    assert all(isinstance(m.kernel_quantizer, ScaledSignWeights) for m, bits in quantized_kernels(model) if bits == 1)
