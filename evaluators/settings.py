@@ -68,7 +68,7 @@ class TrainingConfig(Settings):
     # cached under <results>/teachers/ (ReActNet's distributional loss).
     distill: bool = False
     distill_alpha: float = Field(1.0, ge=0, le=1)       # alpha * distributional + (1 - alpha) * cross-entropy
-    teacher_epochs: float = Field(5.0, gt=0, le=1000)
+    teacher_epochs: float = Field(12.0, gt=0, le=1000)
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
