@@ -47,7 +47,10 @@ from bitnas.evaluators.engine.isa import isa_path
 from bitnas.spaces import Genotype, build_model
 from bitnas.spaces.blocks import BinaryConvBlock
 from bitnas.spaces.builder import Network
-from bitnas.spaces.quantizers import FullPrecision
+from bitnas.spaces.layers import QuantConv2d
+from bitnas.spaces.quantizers import FullPrecision, LsqActivations, UniformWeights
+
+from _native_networks import network_rows as searched_network_rows  # noqa: E402
 
 LAYER_SHAPES = [(56, 64), (28, 128), (14, 256), (7, 512)]  # ResNet-18's 3x3 convs: (size, channels)
 # Channels < 64 (most of a word unused), typical of the default search on 28x28 MNIST: reported, not in the median.
@@ -125,10 +128,18 @@ def layer_case(size: int, channels: int, seed: int):
     return engine, fp32, mismatches
 
 
-def bireal18(size: int, classes: int) -> nn.Module:
-    """Bi-Real-18: ResNet-18's 16 3x3 convs binary, each with its own shortcut (bitnas blocks)."""
-    if size >= 128:  # ImageNet stem: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool, all full precision
-        stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+def _stem_conv(in_channels: int, out_channels: int, kernel: int, stride: int, bits: int) -> nn.Module:
+    if bits == 32:
+        return nn.Conv2d(in_channels, out_channels, kernel, stride, kernel // 2, bias=False)
+    return QuantConv2d(in_channels, out_channels, kernel, stride=stride, padding=kernel // 2, bias=False,
+                       input_quantizer=LsqActivations(bits), kernel_quantizer=UniformWeights(bits))
+
+
+def bireal18(size: int, classes: int, stem_bits: int = 32) -> nn.Module:
+    """Bi-Real-18: ResNet-18's 16 3x3 convs binary, each with its own shortcut (bitnas blocks);
+    the stem conv in fp32 or 8 bit."""
+    if size >= 128:  # ImageNet stem: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool
+        stem = nn.Sequential(_stem_conv(3, 64, 7, 2, stem_bits), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
         blocks, channels = [], 64
         for index, width in enumerate((64, 128, 256, 512)):
             for depth in range(4):
@@ -138,7 +149,8 @@ def bireal18(size: int, classes: int) -> nn.Module:
         return Network(stem, nn.Sequential(*blocks), channels, classes)
     stages = [{"block": "binary", "width": w, "depth": 4, "stride": 1 if i == 0 else 2}
               for i, w in enumerate((64, 128, 256, 512))]
-    return build_model(Genotype(input_size=size, in_channels=3, num_classes=classes, stem_width=64, stages=stages))
+    return build_model(Genotype(input_size=size, in_channels=3, num_classes=classes, stem_width=64, stages=stages,
+                                stem_bits=stem_bits))
 
 
 def trained_like(model: nn.Module, seed: int) -> nn.Module:
@@ -154,7 +166,7 @@ def trained_like(model: nn.Module, seed: int) -> nn.Module:
 
 
 def as_fp32(model: nn.Module) -> nn.Module:
-    """The same network with its binary convs as ordinary fp32 convs: what binarisation replaces."""
+    """The same network with its binary (and 8-bit) convs as ordinary fp32 convs: what quantization replaces."""
     floated = copy.deepcopy(model)
     for module in floated.modules():
         if hasattr(module, "input_quantizer"):
@@ -164,9 +176,9 @@ def as_fp32(model: nn.Module) -> nn.Module:
 
 def network_rows(quick: bool) -> list[dict]:
     rows = []
-    for size, classes, images in ((32, 10, 32), (224, 1000, 4)):
+    for size, classes, images, stem_bits in ((32, 10, 32, 32), (32, 10, 32, 8), (224, 1000, 4, 32), (224, 1000, 4, 8)):
         torch.manual_seed(size)
-        model = trained_like(bireal18(size, classes), size)
+        model = trained_like(bireal18(size, classes, stem_bits), size)
         engine = compile_model(model, (3, size, size))
         fp32 = as_fp32(model)
         batch = torch.randn(images if not quick else max(2, images // 4), 3, size, size)
@@ -191,7 +203,8 @@ def network_rows(quick: bool) -> list[dict]:
         rounds = 3 if quick else 5
         times = interleaved({"engine": lambda: engine.run_one(sample_np), "fp32": run_torch,
                              "simulated": run_simulated}, rounds, calls)
-        rows.append({"section": "network", "isa": isa_path(), "case": f"bireal18-{size}x{size}", "threads": 1,
+        case = f"bireal18-{size}x{size}" + ("-stem8" if stem_bits == 8 else "")
+        rows.append({"section": "network", "isa": isa_path(), "case": case, "threads": 1,
                      "engine_ms": times["engine"], "baseline_ms": times["fp32"], "ratio": times["fp32"] / times["engine"],
                      "goal": ">= 8x vs fp32", "exact": f"rel logit err vs torch {relative(got, expected):.1e} "
                      f"(vs fp64: engine {relative(got, exact):.1e}, torch fp32 {relative(expected, exact):.1e}); "
@@ -249,7 +262,7 @@ def avx2_layer_rows(quick: bool) -> list[dict]:
         print(f"AVX2 subprocess failed ({result.returncode}): {result.stderr.strip().splitlines()[-1:]}",
               file=sys.stderr)
         return []
-    return json.loads(result.stdout)["rows"]
+    return json.loads(result.stdout.strip().splitlines()[-1])["rows"]  # the JSON is the last line
 
 
 def main() -> None:
@@ -271,6 +284,10 @@ def main() -> None:
         rows += avx2_layer_rows(args.quick)
     if not args.layers_only:
         rows += network_rows(args.quick)
+        rows += [{**row, "isa": isa_path(), "exact": f"{row['native_share']:.0%} of {row['quantized_layers']} "
+                  f"quantized layers native"}
+                 for row in searched_network_rows(20, interleaved, rounds=3 if args.quick else 5,
+                                                  calls=5 if args.quick else 20)]
     by_isa: dict[str, list[float]] = {}
     for row in rows:
         if row["section"] == "layer":
@@ -279,18 +296,21 @@ def main() -> None:
                "layer_median_speedup": statistics.median(by_isa[isa_path()]),
                "layer_median_speedup_by_isa": {isa: statistics.median(values) for isa, values in by_isa.items()},
                "network_speedups": {row["case"]: row["ratio"] for row in rows if row["section"] == "network"},
+               "searched_networks": {
+                   "count": sum(row["section"] == "networks" for row in rows),
+                   "native_share_min": min([row["native_share"] for row in rows if row["section"] == "networks"],
+                                           default=None),
+                   "median_speedup_vs_torch": statistics.median(
+                       [row["ratio"] for row in rows if row["section"] == "networks"] or [float("nan")])},
                "seconds": time.perf_counter() - started}
     if str(args.csv) != os.devnull:
         args.csv.parent.mkdir(parents=True, exist_ok=True)
     with args.csv.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        fields = list(dict.fromkeys(key for row in rows for key in row))  # sections add columns of their own
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows({**row, "engine_ms": round(row["engine_ms"], 4), "baseline_ms": round(row["baseline_ms"], 4),
                           "ratio": round(row["ratio"], 2)} for row in rows)
-    if args.json:
-        json.dump({"environment": environment, "rows": rows, "summary": summary}, sys.stdout, indent=1)
-        print()
-        return
     print(f"{environment['cpu']}; SIMD {', '.join(environment['simd']) or '-'}; numba {environment['numba']}, "
           f"torch {environment['torch']}; kernels {environment['isa_path']}")
     header = (f"{'section':<8} {'isa':<16} {'case':<22} {'thr':>3} {'engine ms':>10} {'base ms':>10} {'ratio':>7}  "
@@ -305,6 +325,13 @@ def main() -> None:
           + " (goal 15x AVX-512 VPOPCNTDQ, 8x AVX2); "
           + "; ".join(f"{case} {ratio:.1f}x" for case, ratio in summary["network_speedups"].items())
           + f" (goal 8x); {summary['seconds']:.0f} s; written to {args.csv}")
+    searched = summary["searched_networks"]
+    if searched["count"]:
+        print(f"networks the search measures ({searched['count']}: the small references and sampled default "
+              f"genotypes): smallest native share of quantized layers {searched['native_share_min']:.0%} (goal 100%), "
+              f"median speedup vs the torch model {searched['median_speedup_vs_torch']:.1f}x")
+    if args.json:
+        print(json.dumps({"environment": environment, "rows": rows, "summary": summary}))
 
 
 if __name__ == "__main__":

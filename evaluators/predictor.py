@@ -50,15 +50,10 @@ def _runner(module: nn.Module, input_shape: tuple[int, int, int], target: str,
     (`steps`), so a part is timed in exactly the code the network runs; in torch otherwise."""
     sample = torch.randn(1, *input_shape)
     if target == "cpu" and steps is not None:
+        from .engine.compiler import run_steps
+
         value = np.ascontiguousarray(sample[0].numpy().transpose(1, 2, 0))
-
-        def run_steps():
-            x = value
-            for step in steps:
-                x = step(x)
-            return x
-
-        return run_steps
+        return lambda: run_steps(steps, value)
 
     def run():
         with torch.inference_mode():

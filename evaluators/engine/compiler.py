@@ -230,10 +230,7 @@ class EngineModel:
 
     def run_one(self, x: np.ndarray) -> np.ndarray:
         """One image, (C, H, W) float32 -> logits (classes,)."""
-        value = np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(1, 2, 0))
-        for step in self.steps:
-            value = step(value)
-        return value
+        return run_steps(self.steps, np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(1, 2, 0)))
 
     def __call__(self, x) -> np.ndarray:
         if isinstance(x, torch.Tensor):
@@ -247,6 +244,19 @@ class EngineModel:
         return np.stack([self.run_one(image) for image in x])
 
 
+def run_steps(steps: list, value):
+    """Run `steps` on a (H, W, C) array: native steps on channel-last numpy arrays, torch steps on
+    NCHW tensors, converting only where the kind changes. Returns a numpy array."""
+    from .ops import from_torch, to_torch
+
+    for step in steps:
+        if getattr(step, "takes_torch", False):
+            value = step.run_torch(to_torch(value) if isinstance(value, np.ndarray) else value)
+        else:
+            value = step(from_torch(value) if isinstance(value, torch.Tensor) else value)
+    return from_torch(value) if isinstance(value, torch.Tensor) else value
+
+
 def compile_model(model: nn.Module, input_shape: Iterable[int]) -> EngineModel:
     """Compile a trained bitnas model (eval-mode semantics: BatchNorm uses running statistics)."""
     shape = tuple(int(v) for v in input_shape)
@@ -256,4 +266,4 @@ def compile_model(model: nn.Module, input_shape: Iterable[int]) -> EngineModel:
 
 
 __all__ = ["COMPILERS", "EngineInputError", "EngineModel", "NotCompilable", "compile_model", "compile_module",
-           "register_compiler"]
+           "register_compiler", "run_steps"]
