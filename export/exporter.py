@@ -167,7 +167,7 @@ def _prune(study: StudyArchive, genotype: Genotype, model: torch.nn.Module, data
            trial_number: int) -> tuple[torch.nn.Module, Genotype, dict]:
     """Prune the trained network, fine-tune it as the study trains (recipe, threads, teacher),
     and measure it before and after."""
-    from bitnas.evaluators.train import train
+    from bitnas.evaluators.train import recalibrate_batchnorm, train
     from bitnas.spaces.pruning import prune
 
     epochs = options.fine_tune_epochs
@@ -175,7 +175,14 @@ def _prune(study: StudyArchive, genotype: Genotype, model: torch.nn.Module, data
     torch.set_num_threads(request.train_threads)
     before = _measure(model, data, request)
     result = prune(model, genotype, options.prune, criterion=options.prune_criterion)
-    pruned_accuracy = accuracy(result.model, data.test)
+    # Removing a binary conv's inputs shifts every popcount, so the old BatchNorm statistics no longer
+    # fit: the figure before fine-tuning is taken with them recomputed, as training does each epoch.
+    recalibrated = build_model(result.genotype)
+    recalibrated.load_state_dict(result.model.state_dict())
+    count = request.training.bn_recalibration or 512
+    recalibrate_batchnorm(recalibrated, data.train.images[torch.randperm(
+        len(data.train), generator=torch.Generator().manual_seed(request.seed))[:count]])
+    pruned_accuracy = accuracy(recalibrated, data.test)
     teacher = request.teacher.model() if request.teacher is not None else None
     torch.manual_seed(request.seed)
     outcome = train(result.model, data.train, data.val, request.training, seed=request.seed, teacher=teacher)

@@ -93,7 +93,7 @@ Channel-pruned after training: the {pruning['ratio']:.0%} least important output
 | | before | after | change |
 |---|---|---|---|
 | test accuracy | {before['test_accuracy']:.4f} | {after['test_accuracy']:.4f} | {_change(before['test_accuracy'], after['test_accuracy'], points=True)} |
-| test accuracy right after pruning (before fine-tuning) | | {pruning['test_accuracy_before_fine_tuning']:.4f} | {_change(before['test_accuracy'], pruning['test_accuracy_before_fine_tuning'], points=True)} |
+| test accuracy right after pruning (BatchNorm statistics recomputed, no fine-tuning) | | {pruning['test_accuracy_before_fine_tuning']:.4f} | {_change(before['test_accuracy'], pruning['test_accuracy_before_fine_tuning'], points=True)} |
 | model size (KiB) | {before['size_kb']:.2f} | {after['size_kb']:.2f} | {_change(before['size_kb'], after['size_kb'])} |
 | parameters | {before['params']:,} | {after['params']:,} | {_change(before['params'], after['params'])} |
 | OPs | {before['ops']:.4g} | {after['ops']:.4g} | {_change(before['ops'], after['ops'])} |
