@@ -68,7 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--max-size-kb", type=_number, help="only trials at most this model size")
     export.add_argument("--min-accuracy", type=_number, help="only trials with at least this validation accuracy")
     export.add_argument("--epochs", type=_number, help="retrain the chosen network from scratch for this many epochs")
-    export.add_argument("--distill", action="store_true", help="with --epochs: learn from a full-precision teacher")
+    export.add_argument("--distill", action="store_true", help="with --epochs or --prune: learn from a full-precision "
+                                                               "teacher")
+    export.add_argument("--prune", type=_number, metavar="R", help="remove this share (0 < R < 1) of every stage's "
+                                                                   "output channels, then fine-tune")
+    export.add_argument("--prune-epochs", type=_number, metavar="N", help="with --prune: fine-tune for N epochs "
+                                                                          "(default: a third of --epochs, else 2)")
+    export.add_argument("--prune-criterion", choices=("bn", "l1"), help="with --prune: channel importance, BatchNorm "
+                                                                         "|gamma| (bn, the default) or L1 of the conv's "
+                                                                         "latent weights (l1)")
     export.add_argument("--register", metavar="NAME", help="register the export in the MLflow model registry as NAME")
     export.add_argument("--tracking-uri", help="the study's MLflow tracking server, if it is not <results>/mlflow.db")
     export.add_argument("--storage", help="Optuna RDB URL the study lives in (default: the results directory's journal)")
@@ -134,12 +142,20 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError("--pareto exports the whole front and --best one trial: give one of them")
     if args.epochs is not None and not 0 < args.epochs <= 1000:
         raise ConfigError(f"--epochs: must be in (0, 1000] (got {args.epochs:g})")
-    if args.distill and args.epochs is None:
-        raise ConfigError("--distill retrains the network: give --epochs too")
+    if args.distill and args.epochs is None and args.prune is None:
+        raise ConfigError("--distill retrains or fine-tunes the network: give --epochs or --prune too")
+    if args.prune is not None and not 0 < args.prune < 1:
+        raise ConfigError(f"--prune: the share of channels to remove must be in (0, 1) (got {args.prune:g})")
+    if args.prune is None and (args.prune_epochs is not None or args.prune_criterion is not None):
+        raise ConfigError("--prune-epochs and --prune-criterion apply to pruning: give --prune too")
+    if args.prune_epochs is not None and not 0 < args.prune_epochs <= 1000:
+        raise ConfigError(f"--prune-epochs: must be in (0, 1000] (got {args.prune_epochs:g})")
     from bitnas.export import ExportOptions, Selection, export_study
 
     options = ExportOptions(selection=Selection(trial=args.trial, best=args.best, budgets=budgets), epochs=args.epochs,
-                            distill=args.distill, register=args.register, tracking_uri=args.tracking_uri)
+                            distill=args.distill, register=args.register, tracking_uri=args.tracking_uri,
+                            prune=args.prune, prune_epochs=args.prune_epochs,
+                            prune_criterion=args.prune_criterion or "bn")
 
     def report(directory: Path) -> None:  # each trial as it is written: a long retraining shows progress
         note = f"  (registered as {args.register})" if (directory / "registered.json").is_file() else ""

@@ -61,6 +61,15 @@ class ExportOptions:
     distill: bool = False                 # ... learning from the full-precision teacher
     register: str | None = None           # register in the MLflow model registry under this name
     tracking_uri: str | None = None       # the study's MLflow store, when not <results>/mlflow.db
+    prune: float | None = None            # remove this share of every stage's channels, then fine-tune
+    prune_epochs: float | None = None     # ... for this long (default: a third of `epochs`, else 2)
+    prune_criterion: str = "bn"           # channel importance: "bn" (|gamma|) or "l1" (latent kernel rows)
+
+    @property
+    def fine_tune_epochs(self) -> float:
+        if self.prune_epochs is not None:
+            return self.prune_epochs
+        return self.epochs / 3 if self.epochs else 2.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,61 @@ def _retrain(study: StudyArchive, genotype: Genotype, data: Dataset, options: Ex
                    "seconds": outcome.seconds, "distilled": note}
 
 
+def _measure(model: torch.nn.Module, data: Dataset, request) -> dict:
+    """What the model card compares before and after pruning, measured now, on this machine, with
+    the study's latency settings (batch 1 on its target) and energy profile."""
+    from bitnas.evaluators.energy import estimate_energy
+    from bitnas.evaluators.evaluate import _measured_energy
+    from bitnas.evaluators.latency import measure_latency
+    from bitnas.spaces import count_costs
+
+    model.eval()
+    costs = count_costs(model, data.input_shape)
+    totals = costs.totals()
+    # Latency inputs are random: forking keeps the fine-tuning's randomness as seeded.
+    with torch.random.fork_rng():
+        latency = measure_latency(model, data.input_shape, request.latency).as_dict()
+        measured = _measured_energy(model, data.input_shape, request) if request.energy_meter == "auto" else None
+    energy = estimate_energy(costs, request.energy_profile)
+    return {"test_accuracy": accuracy(model, data.test), "size_kb": float(totals["size_kb"]),
+            "params": int(costs.params), "ops": float(totals["ops"]), "latency_ms": latency["median_ms"],
+            "latency_p90_ms": latency["p90_ms"], "latency": latency, "energy_analytic_uj": energy.total_uj,
+            "energy_measured_uj": measured.per_inference_uj if measured is not None else None,
+            "energy_source": measured.source if measured is not None else energy.source}
+
+
+def _prune(study: StudyArchive, genotype: Genotype, model: torch.nn.Module, data: Dataset, options: ExportOptions,
+           trial_number: int) -> tuple[torch.nn.Module, Genotype, dict]:
+    """Prune the trained network, fine-tune it as the study trains (recipe, threads, teacher),
+    and measure it before and after."""
+    from bitnas.evaluators.train import recalibrate_batchnorm, train
+    from bitnas.spaces.pruning import prune
+
+    epochs = options.fine_tune_epochs
+    request = study.request(trial_number, epochs=epochs, distill=options.distill)
+    torch.set_num_threads(request.train_threads)
+    before = _measure(model, data, request)
+    result = prune(model, genotype, options.prune, criterion=options.prune_criterion)
+    # Removing a binary conv's inputs shifts every popcount, so the old BatchNorm statistics no longer
+    # fit: the figure before fine-tuning is taken with them recomputed, as training does each epoch.
+    recalibrated = build_model(result.genotype)
+    recalibrated.load_state_dict(result.model.state_dict())
+    count = request.training.bn_recalibration or 512
+    recalibrate_batchnorm(recalibrated, data.train.images[torch.randperm(
+        len(data.train), generator=torch.Generator().manual_seed(request.seed))[:count]])
+    pruned_accuracy = accuracy(recalibrated, data.test)
+    teacher = request.teacher.model() if request.teacher is not None else None
+    torch.manual_seed(request.seed)
+    outcome = train(result.model, data.train, data.val, request.training, seed=request.seed, teacher=teacher)
+    after = _measure(result.model, data, request)
+    return result.model, result.genotype, {
+        "ratio": options.prune, "criterion": options.prune_criterion, "fine_tune_epochs": epochs,
+        "distilled": request.teacher is not None, "genotype_before": genotype.short(),
+        "genotype_after": result.genotype.short(), "test_accuracy_before_fine_tuning": pruned_accuracy,
+        "fine_tune_val_accuracy": outcome.epoch_val_accuracy[-1] if outcome.epoch_val_accuracy else None,
+        "fine_tune_seconds": outcome.seconds, "before": before, "after": after}
+
+
 def export_trial(study: StudyArchive, trial, data: Dataset, *, artifacts: TrialArtifacts, prep: dict,
                  options: ExportOptions = ExportOptions()) -> Path:
     """Write one trial's folder aside and move it into place whole: a failure leaves no half export."""
@@ -138,6 +202,10 @@ def export_trial(study: StudyArchive, trial, data: Dataset, *, artifacts: TrialA
     trained_by = int(trial.user_attrs.get("duplicate_of", trial.number))
     genotype = Genotype.from_dict(trial.user_attrs["genotype"])
     check_budget(genotype, f"trial {trial.number}: ")
+    if options.prune:
+        from bitnas.spaces.pruning import check_prunable
+
+        check_prunable(genotype)  # before any retraining: a network that cannot be pruned fails at once
     target = study.results / "export" / study.name / f"trial-{trial.number}"
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".trial-{trial.number}-", dir=target.parent))
@@ -151,6 +219,11 @@ def export_trial(study: StudyArchive, trial, data: Dataset, *, artifacts: TrialA
             weights = artifacts.weights(trained_by, staging)
             model = build_model(genotype)
             model.load_state_dict(load_file(str(weights)))
+        pruning = None
+        if options.prune:
+            model, genotype, pruning = _prune(study, genotype, model, data, options, trial.number)
+            save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                      str(staging / "weights.safetensors"))
         model.eval()
         (staging / "genotype.json").write_text(genotype.to_json(indent=2) + "\n")
         torch_logits = _TorchLogits.of(model, data)
@@ -159,15 +232,27 @@ def export_trial(study: StudyArchive, trial, data: Dataset, *, artifacts: TrialA
         metrics = dict(trial.user_attrs.get("metrics", {}), test_accuracy=accuracy(model, data.test))
         if retrained:
             metrics.update(retrained_val_accuracy=retrained["val_accuracy"], retrained_epochs=retrained["epochs"])
+        latency = trial.user_attrs.get("latency", {})
+        if pruning:
+            # The search's figures are the unpruned network's; these are the exported network's own.
+            after = pruning["after"]
+            latency = after["latency"]
+            metrics.update(latency_ms=after["latency_ms"], latency_p90_ms=after["latency_p90_ms"],
+                           size_kb=after["size_kb"], params=float(after["params"]), ops=after["ops"],
+                           energy_analytic_uj=after["energy_analytic_uj"],
+                           energy_uj=after["energy_measured_uj"] or after["energy_analytic_uj"],
+                           pruning={k: v for k, v in pruning.items() if k not in ("before", "after")}
+                           | {"before": {k: v for k, v in pruning["before"].items() if k != "latency"},
+                              "after": {k: v for k, v in after.items() if k != "latency"}})
         checks = {"onnx": onnx_check.as_dict(), "packed": packed["agreement"].as_dict()}
         (staging / "metrics.json").write_text(json.dumps({**metrics, "format_checks": checks}, indent=2,
                                                          sort_keys=True) + "\n")
-        (staging / "latency.json").write_text(json.dumps(trial.user_attrs.get("latency", {}), indent=2) + "\n")
+        (staging / "latency.json").write_text(json.dumps(latency, indent=2) + "\n")
         study.write_pareto_png(staging / "pareto.png", highlight=trial.number)
         write_model_card(staging / "README.md", study_name=study.name, trial=trial, genotype=genotype,
                          metrics=metrics, dataset=data, onnx_check=onnx_check, packed_check=packed,
                          retrained=retrained, selection=options.selection.describe(),
-                         registered_name=options.register)
+                         registered_name=options.register, pruning=pruning)
         staging.chmod(0o755)  # mkdtemp made it private; the export is meant to be shared
         if target.exists():
             shutil.rmtree(target)

@@ -61,13 +61,59 @@ mlflow models serve -m {model} --env-manager local --host 127.0.0.1 --port 5001 
 """
 
 
+def _change(before: float, after: float, *, points: bool = False) -> str:
+    if points:
+        return f"{(after - before) * 100:+.2f} points"
+    return f"x{after / before:.3f}" if before else "n/a"
+
+
+def _pruning_section(pruning: dict) -> str:
+    """Before and after pruning, both measured at export time on this machine."""
+    before, after = pruning["before"], pruning["after"]
+    speedup = before["latency_ms"] / after["latency_ms"] if after["latency_ms"] else float("nan")
+    criterion = {"bn": "|gamma| of the BatchNorm after each conv that produces the channel",
+                 "l1": "L1 norm of the producing conv's latent kernel row"}.get(pruning["criterion"], pruning["criterion"])
+
+    def measured(figures: dict) -> str:
+        value = figures.get("energy_measured_uj")
+        return f"{value:.4f}" if value is not None else "no meter readable"
+
+    measured_change = (_change(before["energy_measured_uj"], after["energy_measured_uj"])
+                       if before.get("energy_measured_uj") and after.get("energy_measured_uj") else "")
+    distilled = ", distilled from the study's full-precision teacher" if pruning.get("distilled") else ""
+    return f"""## Pruning
+
+Channel-pruned after training: the {pruning['ratio']:.0%} least important output channels of every stage removed
+(structured: the narrower genotype below is what every file runs), importance = {criterion}; then fine-tuned for
+{pruning['fine_tune_epochs']:g} epochs with the study's training recipe{distilled}.
+
+- before: `{pruning['genotype_before']}`
+- after: `{pruning['genotype_after']}`
+
+| | before | after | change |
+|---|---|---|---|
+| test accuracy | {before['test_accuracy']:.4f} | {after['test_accuracy']:.4f} | {_change(before['test_accuracy'], after['test_accuracy'], points=True)} |
+| test accuracy right after pruning (BatchNorm statistics recomputed, no fine-tuning) | | {pruning['test_accuracy_before_fine_tuning']:.4f} | {_change(before['test_accuracy'], pruning['test_accuracy_before_fine_tuning'], points=True)} |
+| model size (KiB) | {before['size_kb']:.2f} | {after['size_kb']:.2f} | {_change(before['size_kb'], after['size_kb'])} |
+| parameters | {before['params']:,} | {after['params']:,} | {_change(before['params'], after['params'])} |
+| OPs | {before['ops']:.4g} | {after['ops']:.4g} | {_change(before['ops'], after['ops'])} |
+| latency, batch 1, median (ms; `{after['latency'].get('target', '?')}`, measured at export) | {before['latency_ms']:.4f} | {after['latency_ms']:.4f} | {speedup:.2f}x faster |
+| energy, analytic (uJ) | {before['energy_analytic_uj']:.4f} | {after['energy_analytic_uj']:.4f} | {_change(before['energy_analytic_uj'], after['energy_analytic_uj'])} |
+| energy, measured (uJ) | {measured(before)} | {measured(after)} | {measured_change} |
+
+"""
+
+
 def write_model_card(path: Path, *, study_name: str, trial, genotype: Genotype,
                      metrics: dict, dataset: Dataset, onnx_check, packed_check: dict | None = None,
-                     retrained: dict | None = None, selection: str = "", registered_name: str | None = None) -> None:
+                     retrained: dict | None = None, selection: str = "", registered_name: str | None = None,
+                     pruning: dict | None = None) -> None:
     costs = genotype_costs(genotype)
     energy = estimate_energy(costs)
     latency = trial.user_attrs.get("latency", {})
     energy_source = trial.user_attrs.get("energy_source", energy.source)
+    if pruning:  # the search measured the unpruned network; the figures below are the pruned one's
+        latency, energy_source = pruning["after"]["latency"], pruning["after"]["energy_source"]
     binary_macs = costs.bops
     all_macs = sum(layer.macs for layer in costs.layers) or 1
     layers = "\n".join(
@@ -94,7 +140,7 @@ def write_model_card(path: Path, *, study_name: str, trial, genotype: Genotype,
 Genotype hash `{genotype.hash()}`. {binary_macs / all_macs:.0%} of multiply-accumulates are binary (1-bit weights and
 activations). Export selection: {selection or 'the Pareto front'}{f'; the search reused trial {duplicate} (the same network)' if duplicate is not None else ''}.
 {retrain_line}
-![Pareto front of the study, this network marked](pareto.png)
+{_pruning_section(pruning) if pruning else ''}![Pareto front of the study, this network marked](pareto.png)
 
 ## Metrics
 
