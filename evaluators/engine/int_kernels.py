@@ -1,0 +1,266 @@
+"""Integer kernels for the quantized (2/4/8-bit) convs and linears, compiled by numba to this CPU.
+
+Every quantized operand is a sum of integer-valued *planes* times float coefficients (see
+`quantized.py`): a +-1 plane (1-bit, and each half of a 2-bit operand) or an int8 plane (4/8 bits).
+These kernels compute the exact integer convolution of every (input plane, weight plane) pair and
+then combine the pairs in float64 with the coefficients and the fused epilogue.
+
+Layouts (batch 1, channel-last, as in `kernels.py`):
+- input planes: (P, H, W, C) int8 (values +-1 or LSQ integers), or packed +-1 words
+  (P, H, W, Cw) uint64 with kernels.py's bit convention (bit b of word j is channel 64j+b, 1 = +1,
+  unused high bits 0);
+- im2col rows: one row per output pixel, the k*k positions in (ky, kx) order, each position's
+  channels contiguous; padded positions are 0 (int8) or the all-zero word (packed);
+- pair results: (P_in, M, P_w * Cout) int32, M = Ho*Wo, weight plane j in columns j*Cout...
+
+`fastmath=False` everywhere: the quantization must reproduce torch's float32 expressions exactly,
+and the float epilogue must be reproducible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .kernels import popcount64
+
+# Activation quantizer codes shared with quantized.py.
+SIGN, TWO_BIT, LSQ = 0, 1, 2
+# Epilogue clamps.
+NO_CLAMP, RELU, RELU6 = 0, 1, 2
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _lsq_level(value, step, qn, qp):
+    # torch: round(clamp(x / step, qn, qp)). numba divides float32 by float32 in float64; that is
+    # correctly rounded, and rounding it once more to float32 gives the correctly rounded float32
+    # quotient (53 >= 2*24 + 2 bits), i.e. exactly torch's float32 division.
+    scaled = np.float32(value / step)
+    if scaled < qn:
+        scaled = np.float32(qn)
+    if scaled > qp:
+        scaled = np.float32(qp)
+    return np.rint(scaled)  # half to even, as torch.round
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def quantize_int8(x, mode, threshold, outer_at, step, qn, qp, planes):
+    """Input (H, W, C) float32 -> its integer planes (P, H, W, C) int8.
+
+    SIGN: plane 0 = sign(x - threshold[c]) (0 goes to +1, as the quantizers' `_binary`);
+    TWO_BIT: plane 0 = s = sign(x), plane 1 = t = s where |x| >= outer_at else -s;
+    LSQ: plane 0 = round(clamp(x / step, qn, qp)).
+    """
+    height, width, channels = x.shape
+    one, minus = np.int8(1), np.int8(-1)
+    for h in prange(height):
+        for w in range(width):
+            for c in range(channels):
+                value = x[h, w, c]
+                if mode == SIGN:
+                    planes[0, h, w, c] = one if value - threshold[c] >= np.float32(0.0) else minus
+                elif mode == TWO_BIT:
+                    positive = value >= np.float32(0.0)
+                    outer = abs(value) >= outer_at
+                    planes[0, h, w, c] = one if positive else minus
+                    planes[1, h, w, c] = one if positive == outer else minus
+                else:
+                    planes[0, h, w, c] = np.int8(_lsq_level(value, step, qn, qp))
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def pack_signs(x, mode, threshold, outer_at, packed):
+    """Input (H, W, C) float32 -> packed +-1 planes (P, H, W, Cw) uint64 (SIGN: 1 plane, TWO_BIT: s, t)."""
+    height, width, channels = x.shape
+    words = packed.shape[3]
+    for h in prange(height):
+        for w in range(width):
+            for j in range(words):
+                base = j * 64
+                count = min(64, channels - base)
+                s_word = np.uint64(0)
+                t_word = np.uint64(0)
+                for b in range(count):
+                    value = x[h, w, base + b]
+                    bit = np.uint64(1) << np.uint64(b)
+                    if mode == SIGN:
+                        if value - threshold[base + b] >= np.float32(0.0):
+                            s_word |= bit
+                    else:
+                        positive = value >= np.float32(0.0)
+                        if positive:
+                            s_word |= bit
+                        # t's bit is s's bit at the outer levels and its complement at the inner ones.
+                        if positive == (abs(value) >= outer_at):
+                            t_word |= bit
+                packed[0, h, w, j] = s_word
+                if mode == TWO_BIT:
+                    packed[1, h, w, j] = t_word
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def im2col(planes, kernel, stride, padding, rows):
+    """(P, H, W, C) planes -> (P, Ho*Wo, K) rows, K >= k*k*C (the tail stays 0); padding is 0.
+
+    Works for int8 planes and for packed uint64 words alike (the all-zero word is "all -1", which
+    the popcount combine corrects for at the borders).
+    """
+    count, height, width, channels = planes.shape
+    out_h = (height + 2 * padding - kernel) // stride + 1
+    out_w = (width + 2 * padding - kernel) // stride + 1
+    zero = rows.dtype.type(0)
+    for task in prange(count * out_h):
+        p = task // out_h
+        oh = task % out_h
+        for ow in range(out_w):
+            row = oh * out_w + ow
+            for ky in range(kernel):
+                ih = oh * stride - padding + ky
+                for kx in range(kernel):
+                    iw = ow * stride - padding + kx
+                    base = (ky * kernel + kx) * channels
+                    if ih < 0 or ih >= height or iw < 0 or iw >= width:
+                        for c in range(channels):
+                            rows[p, row, base + c] = zero
+                    else:
+                        for c in range(channels):
+                            rows[p, row, base + c] = planes[p, ih, iw, c]
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def popcount_gemm(rows, weights, counts):
+    """counts[p, m, n] = popcount(rows[p, m, :] XOR weights[:, n]) summed over the K words.
+
+    Output columns are the innermost loop so LLVM vectorises across them (AVX-512 VPOPCNTQ here);
+    four K words are summed before each accumulator update, which quarters the accumulator
+    loads/stores that otherwise bound the loop (measured ~1.3x over one word at a time).
+    """
+    count, m_rows, k_words = rows.shape
+    n_cols = weights.shape[1]
+    for m in prange(m_rows):
+        acc = np.empty(n_cols, np.uint64)
+        for p in range(count):
+            acc[:] = 0
+            k = 0
+            while k + 4 <= k_words:
+                a0 = rows[p, m, k]
+                a1 = rows[p, m, k + 1]
+                a2 = rows[p, m, k + 2]
+                a3 = rows[p, m, k + 3]
+                w0 = weights[k]
+                w1 = weights[k + 1]
+                w2 = weights[k + 2]
+                w3 = weights[k + 3]
+                for n in range(n_cols):
+                    acc[n] += (popcount64(a0 ^ w0[n]) + popcount64(a1 ^ w1[n])) \
+                        + (popcount64(a2 ^ w2[n]) + popcount64(a3 ^ w3[n]))
+                k += 4
+            while k < k_words:
+                a0 = rows[p, m, k]
+                w0 = weights[k]
+                for n in range(n_cols):
+                    acc[n] += popcount64(a0 ^ w0[n])
+                k += 1
+            for n in range(n_cols):
+                counts[p, m, n] = np.int32(acc[n])
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def direct_conv(planes, weights, groups, kernel, stride, padding, out):
+    """Grouped/depthwise integer conv: out[p, m, q*Cout + o] = sum x_p * w_q over o's group.
+
+    planes (P, H, W, Cin) int8; weights (Q, k*k, Cin/groups, Cout) int8; int32 accumulation.
+    The depthwise case (one input channel per group) keeps channels innermost and contiguous,
+    which LLVM vectorises; the general grouped case loops group by group.
+    """
+    count, height, width, channels = planes.shape
+    n_planes, positions, group_in, out_channels = weights.shape
+    group_out = out_channels // groups
+    out_h = (height + 2 * padding - kernel) // stride + 1
+    out_w = (width + 2 * padding - kernel) // stride + 1
+    for task in prange(count * out_h):
+        p = task // out_h
+        oh = task % out_h
+        acc = np.empty(n_planes * out_channels, np.int32)
+        for ow in range(out_w):
+            acc[:] = 0
+            for ky in range(kernel):
+                ih = oh * stride - padding + ky
+                if ih < 0 or ih >= height:
+                    continue
+                for kx in range(kernel):
+                    iw = ow * stride - padding + kx
+                    if iw < 0 or iw >= width:
+                        continue
+                    position = ky * kernel + kx
+                    for q in range(n_planes):
+                        base = q * out_channels
+                        if group_in == 1 and group_out == 1:
+                            for o in range(out_channels):
+                                acc[base + o] += np.int32(planes[p, ih, iw, o]) * np.int32(weights[q, position, 0, o])
+                        else:
+                            for g in range(groups):
+                                for c in range(group_in):
+                                    value = np.int32(planes[p, ih, iw, g * group_in + c])
+                                    for oo in range(group_out):
+                                        o = g * group_out + oo
+                                        acc[base + o] += value * np.int32(weights[q, position, c, o])
+            for n in range(n_planes * out_channels):
+                out[p, oh * out_w + ow, n] = acc[n]
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def combine(pairs, popcount, total_bits, border_sums, kernel, stride, padding, height, width,
+            coef, shift, residual, has_residual, clamp, out):
+    """out[h, w, o] = clamp(float32(sum_ij coef[i, j, o] * dot_ij + shift[o]) (+ residual)).
+
+    pairs (P, M, Q*Cout) int32: the integer pair convolutions, or (popcount) the XOR popcounts,
+    turned into +-1 dots here: dot = total_bits - 2*count + the borders' correction. The popcount
+    im2col puts the all-zero word ("all -1") at padded positions, so there the sum picked up
+    -sum(w) of that position; border_sums[pos, q*Cout + o] = sum(w) adds it back (torch pads
+    with 0, which contributes nothing).
+    """
+    n_in, m_rows, columns = pairs.shape
+    n_w = coef.shape[1]
+    out_h, out_w, out_channels = out.shape
+    for oh in prange(out_h):
+        correction = np.zeros(columns, np.int64)
+        for ow in range(out_w):
+            m = oh * out_w + ow
+            border = False
+            if popcount:
+                correction[:] = 0
+                for ky in range(kernel):
+                    ih = oh * stride - padding + ky
+                    for kx in range(kernel):
+                        iw = ow * stride - padding + kx
+                        if ih < 0 or ih >= height or iw < 0 or iw >= width:
+                            border = True
+                            position = ky * kernel + kx
+                            for n in range(columns):
+                                correction[n] += border_sums[position, n]
+            for o in range(out_channels):
+                total = 0.0
+                for i in range(n_in):
+                    for j in range(n_w):
+                        n = j * out_channels + o
+                        if popcount:
+                            dot = total_bits - 2 * np.int64(pairs[i, m, n])
+                            if border:
+                                dot += correction[n]
+                        else:
+                            dot = np.int64(pairs[i, m, n])
+                        total += coef[i, j, o] * dot
+                value = np.float32(total + shift[o])
+                if has_residual:
+                    value += residual[oh, ow, o]
+                if clamp != NO_CLAMP:
+                    if value < np.float32(0.0):
+                        value = np.float32(0.0)
+                    if clamp == RELU6 and value > np.float32(6.0):
+                        value = np.float32(6.0)
+                out[oh, ow, o] = value
+
+
+__all__ = ["LSQ", "NO_CLAMP", "RELU", "RELU6", "SIGN", "TWO_BIT", "combine", "direct_conv", "im2col", "pack_signs",
+           "popcount_gemm", "quantize_int8"]
