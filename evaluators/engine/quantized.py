@@ -240,45 +240,47 @@ class NativeQuantConv:
         ik.quantize_int8(x, a.mode, a.threshold, a.outer_at, a.step, a.qn, a.qp, planes)
         return planes
 
-    def pairs(self, x: np.ndarray) -> np.ndarray:
-        """The integer results (P, Ho*Wo, Q*Cout) int32: exact pair convolutions, or for the
-        popcount path the XOR popcounts that `integer_terms` turns into +-1 dots."""
+    def _run(self, x: np.ndarray, residual: np.ndarray | None, want_pairs: bool) -> tuple[np.ndarray, np.ndarray]:
         self._check(x)
         a = self.acts
         height, width, _ = x.shape
         out_h, out_w = self.output_size(height), self.output_size(width)
         m_rows, columns = out_h * out_w, self.coef.shape[1] * self.out_channels
+        out = np.empty((out_h, out_w, self.out_channels), np.float32)
+        if residual is None:
+            residual_array, has_residual = _NO_RESIDUAL, False
+        else:
+            if residual.shape != out.shape or residual.dtype != np.float32:
+                raise ValueError(f"residual must be {out.shape} float32, got {residual.dtype} {residual.shape}")
+            residual_array, has_residual = np.ascontiguousarray(residual), True
+        clamp = _CLAMPS[self.clamp]
         if self.path == "popcount":
             packed = self._buffer("packed", (a.count, height, width, packed_words(self.in_channels)), np.uint64)
             ik.pack_signs(x, a.mode, a.threshold, a.outer_at, packed)
-            rows = self._buffer("rows", (a.count, m_rows, self.k_cols), np.uint64)
-            ik.im2col(packed, self.kernel, self.stride, self.padding, rows)
-            counts = self._buffer("pairs", (a.count, m_rows, columns), np.int32)
-            ik.popcount_gemm(rows, self.weights, counts)
-            return counts
+            pairs = np.empty((a.count, m_rows, columns) if want_pairs else (0, 0, 0), np.int32)
+            ik.popcount_conv(packed, self.weights, self.kernel, self.stride, self.padding,
+                             self.kernel * self.kernel * self.in_channels, self.border_sums, self.coef, self.shift,
+                             residual_array, has_residual, clamp, want_pairs, pairs, out)
+            return out, pairs
         planes = self._int8_planes(x)
+        pairs = self._buffer("pairs", (a.count, m_rows, columns), np.int32)
         if self.path == "direct":
-            result = self._buffer("pairs", (a.count, m_rows, columns), np.int32)
-            ik.direct_conv(planes, self.weights, self.groups, self.kernel, self.stride, self.padding, result)
-            return result
-        rows = self._buffer("rows", (a.count, m_rows, self.k_cols), np.int8)
-        ik.im2col(planes, self.kernel, self.stride, self.padding, rows)
-        result = self._buffer("pairs", (a.count, m_rows, columns), np.int32)
-        torch._int_mm(torch.from_numpy(rows).view(a.count * m_rows, self.k_cols), self.weights,
-                      out=torch.from_numpy(result).view(a.count * m_rows, columns))
-        return result
+            ik.direct_conv(planes, self.weights, self.groups, self.kernel, self.stride, self.padding, pairs)
+        else:
+            rows = self._buffer("rows", (a.count, m_rows, self.k_cols), np.int8)
+            ik.im2col(planes, self.kernel, self.stride, self.padding, rows)
+            torch._int_mm(torch.from_numpy(rows).view(a.count * m_rows, self.k_cols), self.weights,
+                          out=torch.from_numpy(pairs).view(a.count * m_rows, columns))
+        ik.combine(pairs, self.coef, self.shift, residual_array, has_residual, clamp, out)
+        return out, pairs
 
     def __call__(self, x: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
-        height, width = x.shape[:2]
-        pairs = self.pairs(x)
-        out = np.empty((self.output_size(height), self.output_size(width), self.out_channels), np.float32)
-        if residual is not None and (residual.shape != out.shape or residual.dtype != np.float32):
-            raise ValueError(f"residual must be {out.shape} float32, got {residual.dtype} {residual.shape}")
-        ik.combine(pairs, self.path == "popcount", self.kernel * self.kernel * self.in_channels, self.border_sums,
-                   self.kernel, self.stride, self.padding, height, width, self.coef, self.shift,
-                   _NO_RESIDUAL if residual is None else np.ascontiguousarray(residual), residual is not None,
-                   _CLAMPS[self.clamp], out)
-        return out
+        return self._run(x, residual, False)[0]
+
+    def pairs(self, x: np.ndarray) -> np.ndarray:
+        """The integer results (P, Ho*Wo, Q*Cout) int32: exact pair convolutions, or for the
+        popcount path the XOR popcounts that `integer_terms` turns into +-1 dots."""
+        return self._run(x, None, True)[1].copy()
 
     # ---- inspection (tests) ----------------------------------------------------------------
 
