@@ -178,6 +178,8 @@ class NativeQuantConv:
             self.border_sums = np.ascontiguousarray(
                 planes.astype(np.int64).sum(axis=2).transpose(2, 3, 0, 1).reshape(positions, n_w * out_channels))
             self.k_cols = positions * words
+            total_bits = positions * in_channels
+            self.popcount_base = self.shift + total_bits * self.coef.sum(axis=(0, 1))
         else:
             self.path = "int8-gemm"
             depth = positions * in_channels
@@ -258,9 +260,8 @@ class NativeQuantConv:
             packed = self._buffer("packed", (a.count, height, width, packed_words(self.in_channels)), np.uint64)
             ik.pack_signs(x, a.mode, a.threshold, a.outer_at, packed)
             pairs = np.empty((a.count, m_rows, columns) if want_pairs else (0, 0, 0), np.int32)
-            ik.popcount_conv(packed, self.weights, self.kernel, self.stride, self.padding,
-                             self.kernel * self.kernel * self.in_channels, self.border_sums, self.coef, self.shift,
-                             residual_array, has_residual, clamp, want_pairs, pairs, out)
+            ik.popcount_conv(packed, self.weights, self.kernel, self.stride, self.padding, self.border_sums,
+                             self.coef, self.popcount_base, residual_array, has_residual, clamp, want_pairs, pairs, out)
             return out, pairs
         planes = self._int8_planes(x)
         pairs = self._buffer("pairs", (a.count, m_rows, columns), np.int32)
