@@ -149,7 +149,8 @@ class NativeQuantConv:
 
     def __init__(self, *, acts: ActivationPlanes, planes: np.ndarray, coefs: np.ndarray, binary_weights: bool,
                  in_channels: int, out_channels: int, kernel: int, stride: int, padding: int, groups: int,
-                 bias: np.ndarray | None, gain: np.ndarray | None, shift: np.ndarray | None, clamp: str | None):
+                 bias: np.ndarray | None, gain: np.ndarray | None, shift: np.ndarray | None, clamp: str | None,
+                 direct_hint: bool = False):
         self.acts = acts
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel, self.stride, self.padding, self.groups = kernel, stride, padding, groups
@@ -165,10 +166,18 @@ class NativeQuantConv:
         self.weight_planes_int8 = planes  # (Q, Cout, Cin/g, k, k), kept for tests and inspection
         n_w = planes.shape[0]
         positions = kernel * kernel
-        if groups > 1:
+        depth = positions * in_channels // groups
+        # The direct kernel's float32 arithmetic is exact while every partial sum stays below 2^24.
+        largest_x = 1 if acts.binary else max(-acts.qn, acts.qp)
+        self.float_exact = depth * largest_x * int(np.abs(planes).max(initial=1)) < 2 ** 24
+        # A linear (one output pixel) is all call overhead in the GEMM path; the fused direct
+        # kernel is one call. (The stem, Cin 1 or 3, measured faster through im2col + GEMM.)
+        if groups > 1 or (direct_hint and self.float_exact):
             self.path = "direct"
             self.weights = np.ascontiguousarray(
                 planes.transpose(0, 3, 4, 2, 1).reshape(n_w, positions, in_channels // groups, out_channels))
+            if self.float_exact:
+                self.weights = self.weights.astype(np.float32)
         elif acts.binary and binary_weights:
             self.path = "popcount"
             words = packed_words(in_channels)
@@ -194,7 +203,7 @@ class NativeQuantConv:
 
     @classmethod
     def from_module(cls, conv: nn.Module, *, batchnorm: nn.Module | None = None, gain=None, shift=None,
-                    clamp: str | None = None) -> "NativeQuantConv":
+                    clamp: str | None = None, _direct_hint: bool = False) -> "NativeQuantConv":
         from bitnas.spaces.layers import QuantConv2d
 
         if not isinstance(conv, QuantConv2d):
@@ -217,7 +226,7 @@ class NativeQuantConv:
         bias = None if conv.bias is None else conv.bias.detach().double().numpy()
         return cls(acts=acts, planes=planes, coefs=coefs, binary_weights=binary, in_channels=conv.in_channels,
                    out_channels=conv.out_channels, kernel=kernel, stride=stride, padding=padding, groups=conv.groups,
-                   bias=bias, gain=gain, shift=shift, clamp=clamp)
+                   bias=bias, gain=gain, shift=shift, clamp=clamp, direct_hint=_direct_hint)
 
     # ---- running ---------------------------------------------------------------------------
 
@@ -262,6 +271,13 @@ class NativeQuantConv:
             pairs = np.empty((a.count, m_rows, columns) if want_pairs else (0, 0, 0), np.int32)
             ik.popcount_conv(packed, self.weights, self.kernel, self.stride, self.padding, self.border_sums,
                              self.coef, self.popcount_base, residual_array, has_residual, clamp, want_pairs, pairs, out)
+            return out, pairs
+        if self.path == "direct" and self.float_exact:
+            planes = self._buffer("float-planes", (a.count, *x.shape), np.float32)
+            pairs = np.empty((a.count, m_rows, columns) if want_pairs else (0, 0, 0), np.int32)
+            ik.direct_fused(x, a.mode, a.threshold, a.outer_at, a.step, a.qn, a.qp, planes, self.weights, self.groups,
+                            self.kernel, self.stride, self.padding, self.coef, self.shift, residual_array, has_residual,
+                            clamp, want_pairs, pairs, out)
             return out, pairs
         planes = self._int8_planes(x)
         pairs = self._buffer("pairs", (a.count, m_rows, columns), np.int32)
@@ -342,7 +358,8 @@ class NativeQuantLinear:
             as_conv.weight.copy_(linear.weight.detach()[:, :, None, None])
             if linear.bias is not None:
                 as_conv.bias.copy_(linear.bias.detach())
-        return cls(NativeQuantConv.from_module(as_conv, batchnorm=batchnorm, gain=gain, shift=shift, clamp=clamp))
+        return cls(NativeQuantConv.from_module(as_conv, batchnorm=batchnorm, gain=gain, shift=shift, clamp=clamp,
+                                               _direct_hint=True))
 
     @property
     def path(self) -> str:
