@@ -363,8 +363,9 @@ def direct_fused(x, mode, threshold, outer_at, step, qn, qp, planes, weights, gr
     out_h, out_w, _ = out.shape
     for h in prange(height):
         _quantize_row(x, h, mode, threshold, outer_at, step, qn, qp, planes)
-    # Views whose innermost index is the loop variable: numba then proves it non-negative and
-    # drops the negative-index wraparound that otherwise blocks vectorisation (measured 5x).
+    # Multi-dimensional indexing whose last index is the loop variable, and no array views in
+    # the loops: a computed flat index keeps numba's negative-index wraparound (which blocks
+    # vectorisation) and each view costs reference counting (both measured several times slower).
     grouped = weights.reshape(n_w, positions, group_in, groups, group_out)
     for oh in prange(out_h):
         acc = np.empty((n_in * n_w, groups, group_out), np.float32)
@@ -382,35 +383,73 @@ def direct_fused(x, mode, threshold, outer_at, step, qn, qp, planes, weights, gr
                         continue
                     position = ky * kernel + kx
                     for i in range(n_in):
-                        pixel = planes[i, ih, iw]
                         for q in range(n_w):
-                            row = flat[i * n_w + q]
+                            iq = i * n_w + q
                             if group_in == 1 and group_out == 1:  # depthwise: channel c is output o
-                                taps = weights[q, position, 0]
                                 for o in range(out_channels):
-                                    row[o] += pixel[o] * taps[o]
+                                    flat[iq, o] += planes[i, ih, iw, o] * weights[q, position, 0, o]
                             else:
-                                target = acc[i * n_w + q]
                                 for c in range(group_in):
-                                    taps = grouped[q, position, c]
                                     for g in range(groups):
-                                        value = pixel[g * group_in + c]
-                                        lane = target[g]
-                                        tap = taps[g]
+                                        value = planes[i, ih, iw, g * group_in + c]
                                         for oo in range(group_out):
-                                            lane[oo] += value * tap[oo]
+                                            acc[iq, g, oo] += value * grouped[q, position, c, g, oo]
             total[:] = 0.0
             for i in range(n_in):
                 for q in range(n_w):
-                    row = flat[i * n_w + q]
-                    factors = coef[i, q]
                     for o in range(out_channels):
-                        total[o] += factors[o] * np.float64(row[o])
+                        total[o] += coef[i, q, o] * np.float64(flat[i * n_w + q, o])
             if want_pairs:
                 for i in range(n_in):
                     for q in range(n_w):
                         for o in range(out_channels):
                             pairs[i, oh * out_w + ow, q * out_channels + o] = np.int32(flat[i * n_w + q, o])
+            _finish(total, shift, residual, has_residual, clamp, out, oh, ow)
+
+
+@njit(cache=True, fastmath=False, parallel=True)
+def depthwise_fused(x, mode, threshold, outer_at, step, qn, qp, planes, weights, kernel, stride, padding,
+                    coef, shift, residual, has_residual, clamp, want_pairs, pairs, out):
+    """`direct_fused` for depthwise convs (groups == Cin == Cout): same float-exact arithmetic,
+    but a whole output row accumulates at once, taps outermost, so each inner loop is a
+    contiguous run over the channels with no per-pixel branching (measured ~2x over the
+    general loop nest at 28x28x64)."""
+    height, width, channels = x.shape
+    n_in = planes.shape[0]
+    n_w = weights.shape[0]
+    out_h, out_w, _ = out.shape
+    for h in prange(height):
+        _quantize_row(x, h, mode, threshold, outer_at, step, qn, qp, planes)
+    for oh in prange(out_h):
+        acc = np.zeros((n_in * n_w, out_w, channels), np.float32)
+        total = np.empty(channels, np.float64)
+        for ky in range(kernel):
+            ih = oh * stride - padding + ky
+            if ih < 0 or ih >= height:
+                continue
+            for kx in range(kernel):
+                position = ky * kernel + kx
+                # output columns whose input column ow*stride - padding + kx is inside the image
+                lo = max(0, (padding - kx + stride - 1) // stride)
+                hi = min(out_w, (width - 1 + padding - kx) // stride + 1)
+                for i in range(n_in):
+                    for q in range(n_w):
+                        iq = i * n_w + q
+                        for ow in range(lo, hi):
+                            iw = ow * stride - padding + kx
+                            for c in range(channels):
+                                acc[iq, ow, c] += planes[i, ih, iw, c] * weights[q, position, 0, c]
+        for ow in range(out_w):
+            total[:] = 0.0
+            for i in range(n_in):
+                for q in range(n_w):
+                    for c in range(channels):
+                        total[c] += coef[i, q, c] * np.float64(acc[i * n_w + q, ow, c])
+            if want_pairs:
+                for i in range(n_in):
+                    for q in range(n_w):
+                        for c in range(channels):
+                            pairs[i, oh * out_w + ow, q * channels + c] = np.int32(acc[i * n_w + q, ow, c])
             _finish(total, shift, residual, has_residual, clamp, out, oh, ow)
 
 
@@ -448,5 +487,5 @@ def combine(pairs, coef, shift, residual, has_residual, clamp, out):
             _finish(total, shift, residual, has_residual, clamp, out, oh, ow)
 
 
-__all__ = ["LSQ", "NO_CLAMP", "RELU", "RELU6", "SIGN", "TWO_BIT", "combine", "direct_conv", "direct_fused", "im2col", "pack_signs",
+__all__ = ["LSQ", "NO_CLAMP", "RELU", "RELU6", "SIGN", "TWO_BIT", "combine", "depthwise_fused", "direct_conv", "direct_fused", "im2col", "pack_signs",
            "popcount_conv", "quantize_int8"]

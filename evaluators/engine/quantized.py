@@ -275,9 +275,14 @@ class NativeQuantConv:
         if self.path == "direct" and self.float_exact:
             planes = self._buffer("float-planes", (a.count, *x.shape), np.float32)
             pairs = np.empty((a.count, m_rows, columns) if want_pairs else (0, 0, 0), np.int32)
-            ik.direct_fused(x, a.mode, a.threshold, a.outer_at, a.step, a.qn, a.qp, planes, self.weights, self.groups,
-                            self.kernel, self.stride, self.padding, self.coef, self.shift, residual_array, has_residual,
-                            clamp, want_pairs, pairs, out)
+            if self.groups == self.in_channels == self.out_channels:
+                ik.depthwise_fused(x, a.mode, a.threshold, a.outer_at, a.step, a.qn, a.qp, planes, self.weights,
+                                   self.kernel, self.stride, self.padding, self.coef, self.shift, residual_array,
+                                   has_residual, clamp, want_pairs, pairs, out)
+            else:
+                ik.direct_fused(x, a.mode, a.threshold, a.outer_at, a.step, a.qn, a.qp, planes, self.weights,
+                                self.groups, self.kernel, self.stride, self.padding, self.coef, self.shift,
+                                residual_array, has_residual, clamp, want_pairs, pairs, out)
             return out, pairs
         planes = self._int8_planes(x)
         pairs = self._buffer("pairs", (a.count, m_rows, columns), np.int32)
