@@ -237,3 +237,27 @@ def test_what_is_not_native_says_why():
         NativeQuantConv.from_module(dilated)
     with pytest.raises(NotCompilable, match="QuantConv2d"):
         NativeQuantConv.from_module(nn.Conv2d(4, 4, 3))
+
+
+def test_grouped_conv_past_the_float32_exact_bound_uses_int32():
+    """k*k*Cin/groups * 128 * 127 >= 2^24: the direct kernel accumulates in int32 instead."""
+    conv = build_conv(240, 4, 3, 1, 2, "lsq8", "uniform8_weights", seed=4)
+    native = check_conv(conv, (3, 4), seed=4)
+    assert native.path == "direct" and not native.float_exact
+
+
+@pytest.mark.parametrize("bits", [2, 3, 5])
+def test_other_lsq_and_uniform_widths(bits):
+    generator = torch.Generator().manual_seed(bits)
+    conv = QuantConv2d(9, 5, 3, padding=1, bias=False, input_quantizer=q.LsqActivations(bits),
+                       kernel_quantizer=q.UniformWeights(bits))
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator))
+    check_conv(conv.eval(), (6, 5), seed=bits)
+
+
+def test_rsign_with_one_shared_threshold():
+    conv = QuantConv2d(7, 5, 3, padding=1, bias=False, input_quantizer=q.RSign(1), kernel_quantizer=q.TwoBitWeights())
+    with torch.no_grad():
+        conv.input_quantizer.threshold.fill_(0.3)
+    check_conv(conv.eval(), (5, 6), seed=11)
