@@ -261,3 +261,13 @@ def test_rsign_with_one_shared_threshold():
     with torch.no_grad():
         conv.input_quantizer.threshold.fill_(0.3)
     check_conv(conv.eval(), (5, 6), seed=11)
+
+
+def test_strided_input_is_accepted_and_other_dtypes_are_refused():
+    conv = build_conv(6, 4, 3, 1, 1, "lsq4", "uniform4_weights", seed=2)
+    native = NativeQuantConv.from_module(conv)
+    x = np.random.default_rng(0).standard_normal((6, 5, 7)).astype(np.float32)  # (C, H, W)
+    strided = x.transpose(1, 2, 0)  # an (H, W, C) view, not contiguous
+    assert np.array_equal(native(strided), native(np.ascontiguousarray(strided)))
+    with pytest.raises(ValueError, match="float32"):
+        native(strided.astype(np.float64))

@@ -3,7 +3,10 @@
 Every quantized operand is a sum of integer-valued *planes* times float coefficients (see
 `quantized.py`): a +-1 plane (1-bit, and each half of a 2-bit operand) or an int8 plane (4/8 bits).
 These kernels compute the exact integer convolution of every (input plane, weight plane) pair and
-then combine the pairs in float64 with the coefficients and the fused epilogue.
+then combine the pairs in float64 with the coefficients and the fused epilogue:
+`popcount_conv` (+-1 x +-1, fused), `im2col` + torch._int_mm + `combine` (int8 planes),
+`direct_fused` / `depthwise_fused` (grouped, depthwise, linear; float32-exact), `direct_conv`
+(grouped past the float32-exact bound; int32).
 
 Layouts (batch 1, channel-last, as in `kernels.py`):
 - input planes: (P, H, W, C) int8 (values +-1 or LSQ integers), or packed +-1 words

@@ -16,12 +16,19 @@ IntConv exact integer arithmetic, combined in float64 with the fused epilogue (f
 gain/shift, residual, ReLU/ReLU6) and rounded to float32 once:
 
 - "popcount": both sides +-1 planes (W1/W2 x A1/A2), ungrouped: packed XNOR-popcount over
-  64-bit words, all plane pairs in one GEMM-shaped pass (`int_kernels.popcount_gemm`);
-- "int8-gemm": an int8 plane involved, ungrouped: int8 im2col and torch._int_mm (oneDNN, int32
-  accumulation; ~5x an fp32 conv of the same shape here), input planes stacked along M and
-  weight planes along N, so one call computes every pair;
-- "direct": grouped and depthwise convs, any bits: a direct numba int8 kernel (int32
-  accumulation); these convs are cheap, and per-group GEMMs would be too small to pay off.
+  64-bit words; one fused kernel gathers each pixel's im2col words, runs every plane pair
+  through a 4-row AVX-512 popcount loop and applies the combination and epilogue
+  (`int_kernels.popcount_conv`);
+- "int8-gemm": an int8 plane involved (W4/W8 or A4/A8, mixed with anything), ungrouped: int8
+  im2col and torch._int_mm (oneDNN VNNI, int32 accumulation; ~5x an fp32 conv of the same shape
+  here; no shape constraints on CPU), input planes stacked along M and weight planes along N, so
+  one call computes every pair; then a float64 combine;
+- "direct": grouped and depthwise convs (any bits) and linears: one fused numba kernel
+  (quantize, direct conv, combine, epilogue). Its float32 arithmetic on the integer planes is
+  exact while k*k*Cin/groups * max|x| * max|w| < 2^24 (every partial sum an integer below 2^24),
+  which holds for every depthwise conv and for 8-bit classifiers under 1032 features; past it
+  grouped convs run an int8 x int8 -> int32 kernel (`float_exact` False) and linears the int8
+  GEMM. Per-group GEMMs would be too small to pay off.
 
 The activation quantization reproduces torch's float32 expressions exactly (same comparisons,
 same float32 division, round half to even), so the integer planes are exactly torch's.
@@ -183,7 +190,7 @@ class NativeQuantConv:
             words = packed_words(in_channels)
             packed = [pack_weight_signs(plane > 0).reshape(positions * words, out_channels) for plane in planes]
             self.weights = np.ascontiguousarray(np.concatenate(packed, axis=1))  # (k*k*Cw, Q*Cout)
-            # sum of each position's +-1 weights, for the border correction (see int_kernels.combine)
+            # sum of each position's +-1 weights, for the border correction (see int_kernels.popcount_conv)
             self.border_sums = np.ascontiguousarray(
                 planes.astype(np.int64).sum(axis=2).transpose(2, 3, 0, 1).reshape(positions, n_w * out_channels))
             self.k_cols = positions * words
@@ -240,10 +247,12 @@ class NativeQuantConv:
             buffer = self._buffers[key] = np.zeros(shape, dtype=dtype)
         return buffer
 
-    def _check(self, x: np.ndarray) -> None:
-        if x.dtype != np.float32 or x.ndim != 3 or x.shape[2] != self.in_channels or not x.flags.c_contiguous:
-            raise ValueError(f"expected a contiguous (H, W, {self.in_channels}) float32 array, "
-                             f"got {x.dtype} {x.shape}")
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        # float32 only: converting another dtype here would quantize a different value than torch.
+        if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 3 or x.shape[2] != self.in_channels:
+            raise ValueError(f"expected an (H, W, {self.in_channels}) float32 array, got "
+                             f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}")
+        return np.ascontiguousarray(x)
 
     def _int8_planes(self, x: np.ndarray) -> np.ndarray:
         a = self.acts
@@ -252,7 +261,7 @@ class NativeQuantConv:
         return planes
 
     def _run(self, x: np.ndarray, residual: np.ndarray | None, want_pairs: bool) -> tuple[np.ndarray, np.ndarray]:
-        self._check(x)
+        x = self._check(x)
         a = self.acts
         height, width, _ = x.shape
         out_h, out_w = self.output_size(height), self.output_size(width)
@@ -328,7 +337,7 @@ class NativeQuantConv:
 
     def input_planes(self, x: np.ndarray) -> np.ndarray:
         """The input's integer planes (P, H, W, C) int8, as the kernels see them."""
-        self._check(x)
+        x = self._check(x)
         return self._int8_planes(x).copy()
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
