@@ -123,7 +123,7 @@ def check_conv(conv: QuantConv2d, size: tuple[int, int], seed: int) -> NativeQua
     return native
 
 
-@settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(act=st.sampled_from(ACTIVATIONS), wq=st.sampled_from(WEIGHTS), group_in=st.integers(1, 9),
        group_out=st.integers(1, 9), groups=st.sampled_from([1, 1, 1, 2, 3]), kernel=st.sampled_from([1, 3, 5, 7]),
        stride=st.sampled_from([1, 2]), height=st.integers(1, 11), width=st.integers(1, 11), seed=st.integers(0, 2**16))
