@@ -271,3 +271,11 @@ def test_strided_input_is_accepted_and_other_dtypes_are_refused():
     assert np.array_equal(native(strided), native(np.ascontiguousarray(strided)))
     with pytest.raises(ValueError, match="float32"):
         native(strided.astype(np.float64))
+
+
+@pytest.mark.parametrize("act,kernel,packed", [("two_bit", 3, True), ("lsq8", 3, True), ("lsq8", 5, False),
+                                               ("sign_ste", 7, True)])
+def test_depthwise_two_bit_weight_planes_packed_into_one(act, kernel, packed):
+    """S + B*T in one accumulation where the sum stays below 2^24; both halves still exact."""
+    native = check_conv(build_conv(33, 33, kernel, 1, 33, act, "two_bit_weights", seed=kernel), (9, 8), seed=kernel)
+    assert (native.packed_base > 0) == packed

@@ -438,20 +438,27 @@ def direct_fused(x, mode, threshold, outer_at, step, qn, qp, planes, weights, gr
 
 
 @njit(cache=True, fastmath=False, parallel=True)
-def depthwise_fused(x, mode, threshold, outer_at, step, qn, qp, planes, weights, kernel, stride, padding,
-                    coef, shift, residual, has_residual, clamp, want_pairs, pairs, out):
+def depthwise_fused(x, mode, threshold, outer_at, step, qn, qp, planes, weights, packed_base, kernel, stride,
+                    padding, coef, shift, residual, has_residual, clamp, want_pairs, pairs, out):
     """`direct_fused` for depthwise convs (groups == Cin == Cout): same float-exact arithmetic,
     but a whole output row accumulates at once, taps outermost, so each inner loop is a
     contiguous run over the channels with no per-pixel branching (measured ~2x over the
-    general loop nest at 28x28x64)."""
+    general loop nest at 28x28x64).
+
+    packed_base B > 0: two +-1 weight planes S, T arrive packed as one, S + B*T, so one
+    accumulation gives D_S + B*D_T, which the output loop splits (B > 2*max|D_S|, so D_T is the
+    nearest integer to acc/B, and the whole sum stays below 2^24: still exact). That halves the
+    work for 2-bit weights.
+    """
     height, width, channels = x.shape
     n_in = planes.shape[0]
-    n_w = weights.shape[0]
+    n_acc = weights.shape[0]  # weight planes accumulated: 1 when packed
+    n_w = coef.shape[1]
     out_h, out_w, _ = out.shape
     for h in prange(height):
         _quantize_row(x, h, mode, threshold, outer_at, step, qn, qp, planes)
     for oh in prange(out_h):
-        acc = np.zeros((n_in * n_w, out_w, channels), np.float32)
+        acc = np.zeros((n_in * n_acc, out_w, channels), np.float32)
         total = np.empty(channels, np.float64)
         for ky in range(kernel):
             ih = oh * stride - padding + ky
@@ -463,23 +470,35 @@ def depthwise_fused(x, mode, threshold, outer_at, step, qn, qp, planes, weights,
                 lo = max(0, (padding - kx + stride - 1) // stride)
                 hi = min(out_w, (width - 1 + padding - kx) // stride + 1)
                 for i in range(n_in):
-                    for q in range(n_w):
-                        iq = i * n_w + q
+                    for q in range(n_acc):
+                        iq = i * n_acc + q
                         for ow in range(lo, hi):
                             iw = ow * stride - padding + kx
                             for c in range(channels):
                                 acc[iq, ow, c] += planes[i, ih, iw, c] * weights[q, position, 0, c]
         for ow in range(out_w):
             total[:] = 0.0
-            for i in range(n_in):
-                for q in range(n_w):
+            m = oh * out_w + ow
+            if packed_base > 0:
+                for i in range(n_in):
                     for c in range(channels):
-                        total[c] += coef[i, q, c] * np.float64(acc[i * n_w + q, ow, c])
-            if want_pairs:
+                        value = np.float64(acc[i, ow, c])
+                        upper = np.rint(value / packed_base)
+                        lower = value - packed_base * upper
+                        total[c] += coef[i, 0, c] * lower + coef[i, 1, c] * upper
+                        if want_pairs:
+                            pairs[i, m, c] = np.int32(lower)
+                            pairs[i, m, channels + c] = np.int32(upper)
+            else:
                 for i in range(n_in):
                     for q in range(n_w):
                         for c in range(channels):
-                            pairs[i, oh * out_w + ow, q * channels + c] = np.int32(acc[i * n_w + q, ow, c])
+                            total[c] += coef[i, q, c] * np.float64(acc[i * n_w + q, ow, c])
+                if want_pairs:
+                    for i in range(n_in):
+                        for q in range(n_w):
+                            for c in range(channels):
+                                pairs[i, m, q * channels + c] = np.int32(acc[i * n_w + q, ow, c])
             _finish(total, shift, residual, has_residual, clamp, out, oh, ow)
 
 

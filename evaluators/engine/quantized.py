@@ -179,12 +179,20 @@ class NativeQuantConv:
         self.float_exact = depth * largest_x * int(np.abs(planes).max(initial=1)) < 2 ** 24
         # A linear (one output pixel) is all call overhead in the GEMM path; the fused direct
         # kernel is one call. (The stem, Cin 1 or 3, measured faster through im2col + GEMM.)
+        self.packed_base = np.float64(0)  # > 0: depthwise 2-bit weight planes packed into one
         if groups > 1 or (direct_hint and self.float_exact):
             self.path = "direct"
             self.weights = np.ascontiguousarray(
                 planes.transpose(0, 3, 4, 2, 1).reshape(n_w, positions, in_channels // groups, out_channels))
             if self.float_exact:
                 self.weights = self.weights.astype(np.float32)
+            taps = positions * largest_x  # bound on |sum of x * (+-1 weight)| over one output
+            base = 2 * taps + 1
+            if self.float_exact and groups == in_channels == out_channels and binary_weights and n_w == 2 \
+                    and (base + 1) * taps < 2 ** 24:
+                # 2-bit depthwise weights: S + base*T in one plane (see int_kernels.depthwise_fused)
+                self.packed_base = np.float64(base)
+                self.weights = np.ascontiguousarray(self.weights[:1] + base * self.weights[1:]).astype(np.float32)
         elif acts.binary and binary_weights:
             self.path = "popcount"
             words = packed_words(in_channels)
@@ -286,8 +294,8 @@ class NativeQuantConv:
             pairs = np.empty((a.count, m_rows, columns) if want_pairs else (0, 0, 0), np.int32)
             if self.groups == self.in_channels == self.out_channels:
                 ik.depthwise_fused(x, a.mode, a.threshold, a.outer_at, a.step, a.qn, a.qp, planes, self.weights,
-                                   self.kernel, self.stride, self.padding, self.coef, self.shift, residual_array,
-                                   has_residual, clamp, want_pairs, pairs, out)
+                                   self.packed_base, self.kernel, self.stride, self.padding, self.coef, self.shift,
+                                   residual_array, has_residual, clamp, want_pairs, pairs, out)
             else:
                 ik.direct_fused(x, a.mode, a.threshold, a.outer_at, a.step, a.qn, a.qp, planes, self.weights,
                                 self.groups, self.kernel, self.stride, self.padding, self.coef, self.shift,
