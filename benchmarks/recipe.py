@@ -1,20 +1,29 @@
-"""Binary networks trained with the default recipe, with and without distillation: test accuracy
-on mnist5k, epochs and wall time.
+"""Which training levers make a fully binary network nearly as accurate as a float one on mnist5k?
 
-Goal (issue 5): a fully binary network (every hidden conv 1-bit; stem and head may stay full
-precision) reaches >= 97% test accuracy on mnist5k. The small reference networks
-(`bitnas.spaces.baselines`): `reactnet_small` is fully binary (its downsampling is binary too);
-`bireal_small` keeps Bi-Real's full-precision 1x1 downsampling shortcuts. The teacher is the
-full-precision CNN of `evaluators/distill.py`, trained once and cached. Writes
-results/bench/recipe.csv.
+An ablation, seeded, on one fully binary network (every hidden conv 1-bit in weights and
+activations, binary downsampling; stem and classifier full precision or 8 bit): the default
+binary recipe, then each lever alone on top of it, then the levers that paid together. Levers:
+- teacher: distillation (ReActNet's distributional loss) from a float CNN trained once and cached;
+- two_step: ReActNet's two-step training (real weights with binary activations first);
+- augment: random shifts and rotations of up to 10 degrees (never flips: digits);
+- stem8: an 8-bit stem instead of a float one;
+- longer: twice the epochs.
+The ablation is judged on the validation split; the test split is read once, for the final
+figures: the chosen recipe's fully binary network, and the float twin (same topology, fp32,
+same budget) for the stretch goal.
 
-    python benchmarks/recipe.py [--nets bireal_small reactnet_small] [--epochs N] [--quick] [--json]
+Goal: a fully binary network >= 0.97 test accuracy; stretch: within 1 point of its float twin.
+`best_fully_binary_test_acc` in the JSON is the headline. Runs two trainings at a time (one
+thread each). Writes results/bench/recipe.csv (recipe_quick.csv with --quick).
+
+    python benchmarks/recipe.py [--quick] [--epochs N] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -23,12 +32,14 @@ import torch
 
 from bitnas.evaluators import TrainingConfig, accuracy, load_dataset, load_or_train_teacher
 from bitnas.evaluators.train import train
-from bitnas.spaces import build_model, count_costs
+from bitnas.spaces import Genotype, build_model, count_costs
 from bitnas.spaces.baselines import small_baselines
 
 from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
+LEVERS = ("teacher", "two_step", "augment", "stem8", "longer")
+NET = "reactnet_small"
 
 
 def fully_binary(model: torch.nn.Module, input_shape) -> bool:
@@ -37,72 +48,116 @@ def fully_binary(model: torch.nn.Module, input_shape) -> bool:
     return all(layer.weight_bits == 1 and layer.input_bits == 1 for layer in convs[1:])
 
 
-def run(net: str, genotype, data, epochs: float, teacher, seed: int, config: TrainingConfig) -> dict:
-    torch.manual_seed(seed)
+def float_twin(genotype: Genotype) -> Genotype:
+    """The same topology in fp32: every stage's bits at 32 (reactnet blocks take them), fp stem and head."""
+    data = genotype.to_dict()
+    data["stem_bits"], data["head_bits"] = 32, 32
+    data["stages"] = [{**stage, "weight_bits": 32, "activation_bits": 32} for stage in data["stages"]]
+    return Genotype.from_dict(data)
+
+
+def with_levers(genotype: Genotype, levers: tuple[str, ...], base: TrainingConfig) -> tuple[Genotype, TrainingConfig]:
+    config = base.model_copy(update={
+        "two_step": "two_step" in levers,
+        "augment": "shift_rotate" if "augment" in levers else "none",
+        "epochs": base.epochs * (2 if "longer" in levers else 1)})
+    if "stem8" in levers:
+        genotype = Genotype.from_dict({**genotype.to_dict(), "stem_bits": 8})
+    return genotype, config
+
+
+def run(job: dict) -> dict:
+    """One training (in a worker process, one thread): val and, for final runs, test accuracy."""
+    torch.set_num_threads(1)
+    data = load_dataset("mnist5k", job["seed"])
+    genotype = Genotype.from_json(job["genotype"])
+    config = TrainingConfig.model_validate(job["config"])
+    teacher = None
+    if job["teacher_dir"]:
+        teacher = load_or_train_teacher(job["teacher_dir"], "mnist5k", job["seed"], epochs=job["teacher_epochs"],
+                                        threads=1).model()
+    torch.manual_seed(job["seed"])
     model = build_model(genotype)
     started = time.perf_counter()
-    outcome = train(model, data.train, data.val, config, seed=seed, teacher=teacher.model() if teacher else None)
-    seconds = time.perf_counter() - started
-    return {"net": net, "distill": teacher is not None, "epochs": epochs, "recipe": outcome.recipe, "augment": config.augment,
-            "fully_binary": fully_binary(model, data.input_shape),
-            "val_acc": accuracy(model, data.val), "test_acc": accuracy(model, data.test),
-            "train_seconds": round(seconds, 1), "val_curve": " ".join(f"{a:.4f}" for a in outcome.epoch_val_accuracy)}
+    outcome = train(model, data.train, data.val, config, seed=job["seed"], teacher=teacher)
+    model.eval()
+    return {"case": job["case"], "levers": " ".join(job["levers"]) or "-", "epochs": config.epochs,
+            "fully_binary": fully_binary(model, data.input_shape), "val_acc": round(accuracy(model, data.val), 4),
+            "test_acc": round(accuracy(model, data.test), 4) if job["final"] else None,
+            "train_seconds": round(time.perf_counter() - started, 1),
+            "val_curve": " ".join(f"{a:.4f}" for a in outcome.epoch_val_accuracy), "genotype": genotype.short()}
+
+
+def job(case: str, genotype: Genotype, levers: tuple[str, ...], base: TrainingConfig, args, teacher_dir: str,
+        final: bool = False) -> dict:
+    genotype, config = with_levers(genotype, levers, base)
+    return {"case": case, "genotype": genotype.to_json(), "config": config.model_dump(mode="json"), "levers": levers,
+            "seed": args.seed, "teacher_dir": teacher_dir if "teacher" in levers else "",
+            "teacher_epochs": args.teacher_epochs, "final": final}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nets", nargs="+", default=["bireal_small", "reactnet_small"])
-    parser.add_argument("--epochs", type=float, default=15)
-    parser.add_argument("--teacher-epochs", type=float, default=8)
+    parser.add_argument("--epochs", type=float, default=12)
+    parser.add_argument("--teacher-epochs", type=float, default=12)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--augment", choices=["none", "shift", "shift_flip"], default="none",
-                        help="light augmentation (training.augment); digits must not be flipped")
-    parser.add_argument("--distill", choices=["both", "off", "on"], default="both",
-                        help="train each net without and with the teacher (both), or one of them")
-    parser.add_argument("--quick", action="store_true", help="bireal_small only, 4 epochs, a 3-epoch teacher (< 5 min)")
+    parser.add_argument("--quick", action="store_true", help="3 epochs, a 3-epoch teacher, no 'longer' lever (< 5 min)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.nets, args.epochs, args.teacher_epochs = ["bireal_small"], 4, 3
-    torch.set_num_threads(args.threads)
+        args.epochs, args.teacher_epochs = 3, 3
+    levers = tuple(lever for lever in LEVERS if not (args.quick and lever == "longer"))
     data = load_dataset("mnist5k", args.seed)
-    genotypes = small_baselines(input_size=data.input_size, in_channels=data.in_channels, num_classes=data.num_classes)
-    config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment)
-    with tempfile.TemporaryDirectory() as scratch:  # the teacher's cache, as a search keeps it under results/
-        started = time.perf_counter()
-        teacher = load_or_train_teacher(scratch, "mnist5k", args.seed, epochs=args.teacher_epochs)
-        teacher_seconds = time.perf_counter() - started
-    print(f"teacher (full precision): test accuracy {teacher.test_accuracy:.4f} after {args.teacher_epochs:g} epochs "
-          f"({teacher_seconds:.0f}s)", flush=True)
-    rows = []
-    for net in args.nets:
-        for with_teacher in {"both": (None, teacher), "off": (None,), "on": (teacher,)}[args.distill]:
-            row = run(net, genotypes[net], data, args.epochs, with_teacher, args.seed, config)
+    genotype = small_baselines(input_size=data.input_size, in_channels=data.in_channels,
+                               num_classes=data.num_classes)[NET]
+    base = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as teacher_dir, context.Pool(2) as pool:
+        # The teacher first (cached in teacher_dir for every run that distils), beside the base run.
+        teacher_started = time.perf_counter()
+        teacher_async = pool.apply_async(load_or_train_teacher, (teacher_dir, "mnist5k", args.seed),
+                                         {"epochs": args.teacher_epochs, "threads": 1})
+        base_async = pool.apply_async(run, (job("base", genotype, (), base, args, teacher_dir),))
+        teacher = teacher_async.get()
+        teacher_seconds = time.perf_counter() - teacher_started
+        print(f"teacher (float CNN): val {teacher.val_accuracy:.4f} test {teacher.test_accuracy:.4f} after "
+              f"{args.teacher_epochs:g} epochs ({teacher_seconds:.0f}s)", flush=True)
+        rows = [base_async.get()]
+        print(f"  base            val {rows[0]['val_acc']:.4f}  ({rows[0]['train_seconds']:.0f}s)", flush=True)
+        for row in pool.imap(run, [job(f"+{lever}", genotype, (lever,), base, args, teacher_dir) for lever in levers]):
             rows.append(row)
-            print(f"  {net:<16} distill={str(row['distill']):<5} test_acc {row['test_acc']:.4f}  val_acc "
-                  f"{row['val_acc']:.4f}  {row['train_seconds']:.0f}s  fully_binary={row['fully_binary']}", flush=True)
-    name = "recipe_quick.csv" if args.quick else ("recipe.csv" if args.augment == "none" else f"recipe_{args.augment}.csv")
-    write_csv(OUT / name, rows)
-    print(f"\n{'net':<16} {'distill':<8} {'epochs':>6} {'test_acc':>9} {'val_acc':>8} {'seconds':>8} fully_binary")
+            print(f"  {row['case']:<15} val {row['val_acc']:.4f}  ({row['train_seconds']:.0f}s)", flush=True)
+        paid = tuple(r["case"][1:] for r in rows[1:] if r["val_acc"] > rows[0]["val_acc"])
+        chosen = paid or ()
+        finals = [job("chosen recipe", genotype, chosen, base, args, teacher_dir, final=True),
+                  job("float twin", float_twin(genotype), tuple(l for l in chosen if l in ("augment", "longer")),
+                      base, args, teacher_dir, final=True)]
+        for row in pool.imap(run, finals):
+            rows.append(row)
+            print(f"  {row['case']:<15} levers {row['levers']}: val {row['val_acc']:.4f} test {row['test_acc']:.4f}",
+                  flush=True)
+    write_csv(OUT / ("recipe_quick.csv" if args.quick else "recipe.csv"), rows)
+    print(f"\n{'case':<15} {'levers':<36} {'epochs':>6} {'val_acc':>8} {'test_acc':>8} {'seconds':>8} fully_binary")
     for row in rows:
-        print(f"{row['net']:<16} {str(row['distill']):<8} {row['epochs']:>6g} {row['test_acc']:>9.4f} "
-              f"{row['val_acc']:>8.4f} {row['train_seconds']:>8.0f} {row['fully_binary']}")
-    binary_rows = [r for r in rows if r["fully_binary"]]
-    best = max(binary_rows, key=lambda r: r["test_acc"]) if binary_rows else None
-    plain = {r["net"]: r["test_acc"] for r in rows if not r["distill"]}
-    gains = {r["net"]: round(r["test_acc"] - plain[r["net"]], 4) for r in rows if r["distill"] and r["net"] in plain}
-    print(f"distillation gain (test acc, points of 1): {gains}")
-    print("goal: a fully binary network >= 0.97 test accuracy: "
-          + (f"best fully binary {best['net']} (distill={best['distill']}) {best['test_acc']:.4f} -> "
-             f"{'met' if best['test_acc'] >= 0.97 else 'NOT met'}" if best else "no fully binary network in this run"))
-    print(f"wrote {OUT / name}")
+        test = f"{row['test_acc']:.4f}" if row["test_acc"] is not None else "-"
+        print(f"{row['case']:<15} {row['levers']:<36} {row['epochs']:>6g} {row['val_acc']:>8.4f} {test:>8} "
+              f"{row['train_seconds']:>8.0f} {row['fully_binary']}")
+    final_binary, twin = rows[-2], rows[-1]
+    effects = {r["case"][1:]: round(r["val_acc"] - rows[0]["val_acc"], 4) for r in rows[1:1 + len(levers)]}
+    print(f"lever effects on validation accuracy (points of 1, each alone on the base recipe): {effects}")
+    print(f"goal: a fully binary network >= 0.97 test accuracy: {NET} with {final_binary['levers']} "
+          f"{final_binary['test_acc']:.4f} -> {'met' if final_binary['test_acc'] >= 0.97 else 'NOT met'}; stretch: "
+          f"within 1 point of its float twin ({twin['test_acc']:.4f}) -> "
+          f"{'met' if final_binary['test_acc'] >= twin['test_acc'] - 0.01 else 'NOT met'}; "
+          f"{time.perf_counter() - started:.0f}s in all")
     if args.json:
-        print(json.dumps({"teacher_test_acc": teacher.test_accuracy, "teacher_seconds": round(teacher_seconds, 1),
-                          "epochs": args.epochs, "distill_gain_test_acc": gains,
-                          "best_fully_binary_test_acc": best["test_acc"] if best else None,
+        print(json.dumps({"teacher_test_acc": teacher.test_accuracy, "teacher_val_acc": teacher.val_accuracy,
+                          "epochs": args.epochs, "lever_effects_val": effects, "chosen_levers": list(chosen),
+                          "best_fully_binary_test_acc": final_binary["test_acc"] if final_binary["fully_binary"] else None,
+                          "float_twin_test_acc": twin["test_acc"],
                           "runs": [{k: v for k, v in r.items() if k != "val_curve"} for r in rows]}))
 
 
