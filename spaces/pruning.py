@@ -244,7 +244,20 @@ def _stage_keeps(trace: _Trace, genotype: Genotype, ratio: float) -> dict[int, i
     # The stem is no stage: it is pruned only where a stage's channels are its own channels.
     stem_linked = any(trace.groups[group].stage == -1 for name, space in trace.spaces.items() if name != "stem"
                       for group, _ in space.atoms)
-    keeps = {-1: kept_count(genotype.stem_width, ratio) if stem_linked else genotype.stem_width}
+    try:
+        return _keeps_from(trace, genotype, ratio, kept_count(genotype.stem_width, ratio) if stem_linked
+                           else genotype.stem_width)
+    except PruningError:
+        if not stem_linked:
+            raise
+        # A pruned stem can leave a later stage no width that keeps its shortcut as built (a reactnet
+        # of width 1 after a stem of 2: pruned to 1 -> 1, its downsampling shortcut would vanish):
+        # then the stem keeps its channels and only the stages are pruned.
+        return _keeps_from(trace, genotype, ratio, genotype.stem_width)
+
+
+def _keeps_from(trace: _Trace, genotype: Genotype, ratio: float, stem_keep: int) -> dict[int, int]:
+    keeps = {-1: stem_keep}
     # Counting with "atom < keep" is right for any atoms set: only how many survive matters here.
     for index, stage in enumerate(genotype.stages):
         own = any(trace.groups[g].stage == index for g, _ in trace.stage_outputs[index].atoms)
