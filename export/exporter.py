@@ -128,16 +128,19 @@ def _retrain(study: StudyArchive, genotype: Genotype, data: Dataset, options: Ex
     options, threads, teacher), for `options.epochs`."""
     from bitnas.evaluators.train import train
 
+    from bitnas.evaluators.recipes import retraining_config
+
     request = study.request(trial_number, epochs=options.epochs, distill=options.distill)
     teacher = request.teacher.model() if request.teacher is not None else None
     torch.set_num_threads(request.train_threads)
     torch.manual_seed(request.seed)
     model = build_model(genotype)
-    outcome = train(model, data.train, data.val, request.training, seed=request.seed, teacher=teacher)
-    note = (f"distilled from a full-precision teacher (test accuracy {request.teacher.test_accuracy:.4f})"
-            if request.teacher is not None else "")
+    training, recipe = retraining_config(request.training, model)
+    outcome = train(model, data.train, data.val, training, seed=request.seed, teacher=teacher)
+    note = (f"distilled from a full-precision teacher (test accuracy {request.teacher.test_accuracy:.4f}, "
+            f"{request.training.teacher_epochs:g} epochs)" if request.teacher is not None else "")
     return model, {"epochs": options.epochs, "val_accuracy": outcome.epoch_val_accuracy[-1],
-                   "seconds": outcome.seconds, "distilled": note}
+                   "seconds": outcome.seconds, "distilled": note, "recipe": recipe}
 
 
 def _measure(model: torch.nn.Module, data: Dataset, request) -> dict:
@@ -183,12 +186,15 @@ def _prune(study: StudyArchive, genotype: Genotype, model: torch.nn.Module, data
     recalibrate_batchnorm(recalibrated, data.train.images[torch.randperm(
         len(data.train), generator=torch.Generator().manual_seed(request.seed))[:count]])
     pruned_accuracy = accuracy(recalibrated, data.test)
+    from bitnas.evaluators.recipes import retraining_config
+
     teacher = request.teacher.model() if request.teacher is not None else None
     torch.manual_seed(request.seed)
-    outcome = train(result.model, data.train, data.val, request.training, seed=request.seed, teacher=teacher)
+    training, recipe = retraining_config(request.training, result.model)
+    outcome = train(result.model, data.train, data.val, training, seed=request.seed, teacher=teacher)
     after = _measure(result.model, data, request)
     return result.model, result.genotype, {
-        "ratio": options.prune, "criterion": options.prune_criterion, "fine_tune_epochs": epochs,
+        "ratio": options.prune, "criterion": options.prune_criterion, "fine_tune_epochs": epochs, "recipe": recipe,
         "distilled": request.teacher is not None, "genotype_before": genotype.short(),
         "genotype_after": result.genotype.short(), "test_accuracy_before_fine_tuning": pruned_accuracy,
         "fine_tune_val_accuracy": outcome.epoch_val_accuracy[-1] if outcome.epoch_val_accuracy else None,

@@ -85,7 +85,7 @@ def _pruning_section(pruning: dict) -> str:
 
 Channel-pruned after training: the {pruning['ratio']:.0%} least important output channels of every stage removed
 (structured: the narrower genotype below is what every file runs), importance = {criterion}; then fine-tuned for
-{pruning['fine_tune_epochs']:g} epochs with the study's training recipe{distilled}.
+{pruning['fine_tune_epochs']:g} epochs with {pruning.get('recipe', "the study's training recipe")}{distilled}.
 
 - before: `{pruning['genotype_before']}`
 - after: `{pruning['genotype_after']}`
@@ -123,7 +123,8 @@ def write_model_card(path: Path, *, study_name: str, trial, genotype: Genotype,
     duplicate = trial.user_attrs.get("duplicate_of")
     retrain_line = ""
     if retrained:
-        retrain_line = (f"\nRetrained from scratch for {retrained['epochs']:g} epochs after the search"
+        retrain_line = (f"\nRetrained from scratch for {retrained['epochs']:g} epochs after the search with "
+                        f"{retrained.get('recipe', 'the study recipe')}"
                         f"{' (' + retrained['distilled'] + ')' if retrained.get('distilled') else ''}: validation "
                         f"accuracy {retrained['val_accuracy']:.4f}; the search's figures below are for its short "
                         "training.\n")

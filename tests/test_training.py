@@ -136,3 +136,14 @@ def test_two_step_training_stopped_in_step_one_still_leaves_a_binary_network():
                     should_stop=lambda epoch, curve: epoch == 1)
     assert outcome.stopped_early
     assert all(isinstance(m.kernel_quantizer, ScaledSignWeights) for m, bits in quantized_kernels(model) if bits == 1)
+
+
+def test_networks_with_binary_layers_are_retrained_with_the_binary_levers_and_say_so():
+    from bitnas.evaluators.recipes import BINARY_RETRAINING, retraining_config
+
+    base = TrainingConfig(epochs=10)
+    binary, said = retraining_config(base, build_model(BINARY))
+    assert all(getattr(binary, key) == value for key, value in BINARY_RETRAINING.items())
+    assert binary.epochs == 10 and "binary retraining recipe" in said and "10 epochs" in said
+    floating, said = retraining_config(base, build_model(FLOAT))
+    assert floating == base and "study's recipe" in said
