@@ -148,7 +148,9 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         "final_loss": outcome.final_loss,
         "epochs_trained": float(len(outcome.epoch_val_accuracy)),
         "stopped_early": float(outcome.stopped_early),
-        "slot_wait_s": slot.waited_s,
+        "slot_wait_s": slot.waited_s,  # training steps paused for other measurements on the node
+        **({"measurement_wait_s": float(measured.get("slot_wait_s", 0.0)),
+            "latency_cached": float(bool(measured.get("cached")))} if measured else {}),
         **proxy_metrics,
         **({"skipped_by_proxy": 1.0} if skipped and not over else {}),
         **({"rejected_before_training": 1.0} if over else {}),

@@ -264,7 +264,9 @@ def test_a_resource_no_node_offers_is_refused_at_once(tmp_path, bitnas_main):
     assert done.stderr.count("\n") == 1
     study = load(tmp_path / "results", "no-device")
     assert study.trials == []
-    assert study.user_attrs["footprint_total"]["driver_wh"] > 0  # the driver's energy is kept even so
+    # the driver's energy is kept even so (a refusal this quick can round to 0 Wh; its time cannot)
+    total = study.user_attrs["footprint_total"]
+    assert total["driver_seconds"] > 0 and total["driver_wh"] >= 0
 
 
 def test_a_trial_killed_before_its_run_was_opened_gets_one_on_recovery(tmp_path):
