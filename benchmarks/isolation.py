@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
 import statistics
 import subprocess
@@ -33,20 +32,14 @@ import torch
 from bitnas.evaluators import LatencyConfig, measure_latency
 from bitnas.evaluators.evaluate import EvalRequest, measure_before_training
 from bitnas.evaluators.measurement import NODE_DIR_ENV, MeasurementCache, MeasurementSlot
-from bitnas.search.config import SearchConfig
 from bitnas.spaces import build_model
 
+from _native_networks import sampled_default_genotypes  # noqa: E402
 from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
 LATENCY = LatencyConfig(runs=50, warmup=5, threads=1)
 
-
-def sample_genotypes(count: int, seed: int = 0):
-    space = SearchConfig().space
-    rng = random.Random(seed)
-    return [space.decode({name: rng.choice(values) for name, values in space.choices().items()},
-                         input_size=28, in_channels=1, num_classes=10) for _ in range(count)]
 
 
 def alone(models) -> list[float]:
@@ -92,7 +85,7 @@ def main() -> None:
     parser.add_argument("--genotypes", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    genotypes = sample_genotypes(args.genotypes)
+    genotypes = sampled_default_genotypes(args.genotypes)
     models = []
     for index, genotype in enumerate(genotypes):
         torch.manual_seed(index)

@@ -97,15 +97,15 @@ def _full_precision(module: nn.Module, name: str) -> list:
 
 # ---- the bitnas blocks ---------------------------------------------------------------------------
 
-def _folded_batchnorm(bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
-    """Eval-mode BatchNorm as gain and shift in float64: y = gain * z + shift."""
+def fold_batchnorm(bn: nn.BatchNorm2d | nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BatchNorm as (gain, shift) in float64: bn(z) = gain * z + shift per channel."""
     if bn.running_mean is None or bn.running_var is None:
         raise NotCompilable("BatchNorm without running statistics")
-    inv_std = 1.0 / np.sqrt(bn.running_var.double().numpy() + bn.eps)
+    inv_std = 1.0 / np.sqrt(bn.running_var.detach().double().numpy() + bn.eps)
     weight = bn.weight.detach().double().numpy() if bn.weight is not None else np.ones_like(inv_std)
     bias = bn.bias.detach().double().numpy() if bn.bias is not None else np.zeros_like(inv_std)
     gain = weight * inv_std
-    return gain, bias - bn.running_mean.double().numpy() * gain
+    return gain, bias - bn.running_mean.detach().double().numpy() * gain
 
 
 def _packed_conv(conv: nn.Module, bn: nn.BatchNorm2d, *, name: str, shift: torch.Tensor, input_quantizer: type,
@@ -127,7 +127,7 @@ def _packed_conv(conv: nn.Module, bn: nn.BatchNorm2d, *, name: str, shift: torch
         quantized = conv.kernel_quantizer(weight)
         alpha = quantized.abs().amax(dim=(1, 2, 3)).double().numpy()
         signs = (weight >= 0).numpy()
-    gain, bias = _folded_batchnorm(bn)
+    gain, bias = fold_batchnorm(bn)
     if shortcut is None:
         kind, module = "none", None
     elif isinstance(shortcut, nn.Identity):

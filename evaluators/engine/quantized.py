@@ -43,22 +43,12 @@ import torch
 from torch import nn
 
 from . import int_kernels as ik
-from .compiler import NotCompilable
+from .compiler import NotCompilable, fold_batchnorm
 from .kernels import pack_weight_signs, packed_words
 
 _NO_RESIDUAL = np.zeros((0, 0, 0), dtype=np.float32)
 _CLAMPS = {None: ik.NO_CLAMP, "relu": ik.RELU, "relu6": ik.RELU6}
 
-
-def fold_batchnorm(bn: nn.BatchNorm2d | nn.BatchNorm1d) -> tuple[np.ndarray, np.ndarray]:
-    """Eval-mode BatchNorm as (gain, shift) in float64: bn(z) = gain * z + shift per channel."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise NotCompilable("BatchNorm without running statistics")
-    inv_std = 1.0 / np.sqrt(bn.running_var.detach().double().numpy() + bn.eps)
-    weight = bn.weight.detach().double().numpy() if bn.weight is not None else np.ones_like(inv_std)
-    bias = bn.bias.detach().double().numpy() if bn.bias is not None else np.zeros_like(inv_std)
-    gain = weight * inv_std
-    return gain, bias - bn.running_mean.detach().double().numpy() * gain
 
 
 @dataclass
