@@ -29,8 +29,11 @@ from .data import DataOptions, load_dataset
 from .distill import Teacher
 from .early_stopping import EarlyStoppingRule
 from .proxies import ProxyPrefilter
+from .settings import SupernetConfig
+from .supernet import SharedWeights
 from .energy import estimate_energy
 from .latency import LatencyConfig, measure_latency
+from .supernet import evaluate_subnet, load_subnet
 from .train import TrainingConfig, TrainingOutcome, accuracy, train
 
 
@@ -56,6 +59,10 @@ class EvalRequest:
     # Upper bounds on metrics known before training ("latency_ms", "energy_uj", "size_kb"): a network
     # over one is not trained (the study's constraints keep it off the front either way).
     limits: tuple[tuple[str, float], ...] = ()
+    # `evaluation: supernet`: score the network from the study's supernet (evaluators/supernet.py)
+    # instead of training it; the weights themselves arrive apart, in the Ray task (one copy per node).
+    supernet_config: SupernetConfig | None = None
+    supernet: SharedWeights | None = None
 
     def fingerprint(self) -> str:
         """What decides how a network is trained and measured, as a short digest: the data, seeds,
@@ -70,6 +77,9 @@ class EvalRequest:
             "latency": self.latency.model_dump(mode="json", include=set(LatencyConfig.model_fields)),
             "data": self.data.model_dump(mode="json"), "energy_profile": self.energy_profile,
             "energy_meter": self.energy_meter, "train_threads": self.train_threads, "teacher": teacher,
+            **({"supernet": self.supernet_config.model_dump(mode="json"),
+                "supernet_digest": self.supernet.digest if self.supernet is not None else None}
+               if self.supernet_config is not None else {}),
         }, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -113,7 +123,10 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
     # One thread per trial: `workers` trials run side by side, one per core, without oversubscribing.
     torch.set_num_threads(request.train_threads)
     torch.manual_seed(request.seed)
-    model = build_model(genotype)
+    one_shot = request.supernet_config is not None
+    if one_shot and request.supernet is None:
+        raise ValueError("a supernet evaluation reached the worker without the supernet's weights")
+    model = load_subnet(genotype, request.supernet) if one_shot else build_model(genotype)
     costs = count_costs(model, data.input_shape)
     energy = estimate_energy(costs, request.energy_profile)
     slot = MeasurementSlot()
@@ -129,7 +142,12 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         score = request.prefilter.score(model, data.train, request.seed)
         proxy_metrics = {f"proxy_{request.prefilter.proxy}": score}
         skipped = request.prefilter.rejects(score)
-    if skipped:  # over a budget, or ranked among the hopeless by the proxy: its accuracy is the untrained one
+    if one_shot and not skipped:
+        begun = time.perf_counter()
+        with slot.training_step():
+            score = evaluate_subnet(model, data.train, data.val, request.supernet_config, request.seed)
+        outcome = TrainingOutcome(0, time.perf_counter() - begun, float("nan"), (score,), "supernet")
+    elif skipped:  # over a budget, or ranked among the hopeless by the proxy: its accuracy is the untrained one
         outcome = TrainingOutcome(0, 0.0, float("nan"), (), "none", stopped_early=True)
     else:
         outcome = train(model, data.train, data.val, request.training, seed=request.seed, teacher=teacher,
@@ -154,6 +172,7 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         **proxy_metrics,
         **({"skipped_by_proxy": 1.0} if skipped and not over else {}),
         **({"rejected_before_training": 1.0} if over else {}),
+        **({"supernet_score": 1.0} if one_shot else {}),
     }
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     energy_source = measured["energy"]["source"] if measured and measured.get("energy") else energy.source

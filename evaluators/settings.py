@@ -72,6 +72,16 @@ class TrainingConfig(Settings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+class SupernetConfig(Settings):
+    """`evaluation: supernet`: the weight-sharing supernet's training (evaluators/supernet.py
+    says how and why) and how each sampled network is scored from it."""
+
+    epochs: float = Field(6.0, gt=0, le=1000)             # passes over the training split
+    random_subnets: int = Field(2, ge=0, le=64)           # per step, besides the largest and the smallest
+    inplace_distillation: bool = True                     # subnets learn the largest network's soft labels
+    bn_images: int = Field(512, ge=1, le=1_000_000)       # BatchNorm recalibration per subnet, training images
+
+
 class LatencyConfig(Settings):
     """How latency is measured: batch 1, `warmup` runs, then the median and p90 of `runs` runs on
     `threads` threads (docs/references.md, "Latency measurement")."""

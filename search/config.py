@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bitnas.errors import UserError
-from bitnas.evaluators.settings import DataSettings, EarlyStoppingRule, LatencyConfig, TrainingConfig
+from bitnas.evaluators.settings import DataSettings, EarlyStoppingRule, LatencyConfig, SupernetConfig, TrainingConfig
 from bitnas.paths import directory_problem
 from bitnas.spaces.baselines import BASELINES, SMALL_BASELINES
 from bitnas.spaces.budget import ResourceBudget
@@ -111,6 +111,17 @@ class SearchConfig(_Section):
     # and NSGA-II's first generation were random; the samplers are now sized to the budget
     # (search/samplers.py), and that benchmark has not been re-run since.
     sampler: Literal["random", "tpe", "nsga2", "gp"] = "random"
+    # How a trial's accuracy is found: `scratch` trains each network for `training.epochs`;
+    # `supernet` reads it from one weight-sharing supernet trained once (evaluators/supernet.py),
+    # a trial then costs seconds. Either way latency is measured on the target for every network.
+    evaluation: Literal["scratch", "supernet"] = "scratch"
+    supernet: SupernetConfig = Field(default_factory=SupernetConfig)
+    # Finalists: once the trials are done, the front is trained again from scratch for
+    # `final_epochs` (null: training.epochs), at most `finalists` networks, and the reference
+    # architectures are trained for the same epochs; the reported front is made of finalists.
+    # With scratch evaluation and final_epochs null the trials already are at the final budget.
+    final_epochs: float | None = Field(None, gt=0, le=1000)
+    finalists: int = Field(8, ge=1, le=1000)
     # None keeps the study in <results>/optuna.journal; an Optuna RDB URL (postgresql://...,
     # sqlite:///...) keeps it in that database, where several drivers and tools can reach it.
     storage: str | None = None
@@ -223,6 +234,18 @@ class SearchConfig(_Section):
         if value is not None and not re.match(r"^(https?://|sqlite:///|postgresql(\+\w+)?://|mysql(\+\w+)?://|file:)", value):
             raise ValueError("must be an MLflow tracking URI such as http://127.0.0.1:5000 or sqlite:///path/mlflow.db")
         return value
+
+    @property
+    def final_training(self) -> TrainingConfig:
+        """The training of finalists and reference architectures."""
+        if self.final_epochs is None:
+            return self.training
+        return self.training.model_copy(update={"epochs": self.final_epochs})
+
+    @property
+    def has_finalists(self) -> bool:
+        return self.evaluation == "supernet" or (self.final_epochs is not None
+                                                 and self.final_epochs != self.training.epochs)
 
     @property
     def results_dir(self) -> Path:

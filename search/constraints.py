@@ -24,15 +24,19 @@ def accuracy_floor(section: ConstraintsSection, num_classes: int) -> float | Non
 
 
 def constraint_values(section: ConstraintsSection, metrics: dict[str, float], num_classes: int) -> dict[str, float]:
-    """For every budget that is set, and the accuracy floor: how far the trial is over it (positive = violated)."""
+    """For every budget that is set, and the accuracy floor: how far the trial is over it (positive = violated).
+
+    A trial scored from the supernet has a one-shot accuracy, a ranking rather than the accuracy the
+    network reaches: its accuracy bounds count as met (0) and are judged on the finalists."""
+    one_shot = bool(metrics.get("supernet_score"))
     values = {}
     for key, (metric, sign) in BOUNDS.items():
         bound = getattr(section, key)
         if bound is not None:
-            values[key] = sign * (metrics[metric] - bound)
+            values[key] = 0.0 if one_shot and metric == "val_accuracy" else sign * (metrics[metric] - bound)
     floor = accuracy_floor(section, num_classes)
     if floor is not None:
-        values["accuracy_floor"] = floor - metrics["val_accuracy"]
+        values["accuracy_floor"] = 0.0 if one_shot else floor - metrics["val_accuracy"]
     return values
 
 

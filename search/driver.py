@@ -37,6 +37,8 @@ from .lease import DriverLease
 from .objectives import objectives_for
 from .ray_runtime import RayRuntime
 from .references import record_reference, references_to_evaluate
+from .finalists import choose_finalists
+from .report import FINAL
 from .requests import REFERENCE_SEED_BASE, data_options, eval_request, teacher_spec
 from .services import check_ray_address, check_tracking_uri
 from .storage import describe_storage
@@ -80,12 +82,14 @@ class _SearchLoop:
         self.references: dict = {}                     # Ray ref -> ReferenceInFlight
         self.reference_queue = list(references_to_evaluate(config.references, geometry, study).items())
         self.waiting: dict[str, list[TrialInFlight]] = {}  # genotype hash -> trials waiting on an identical one
-        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        completed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                     if t.user_attrs.get("fidelity") != FINAL]
         self.known = {t.user_attrs["genotype_hash"]: Reusable(t.number, dict(t.user_attrs)) for t in completed
                       if "genotype_hash" in t.user_attrs and "duplicate_of" not in t.user_attrs}
         # Learning curves of finished trials, sent with each request for early stopping.
         self.curves = [tuple(t.user_attrs["epoch_val_accuracy"]) for t in completed
-                       if t.user_attrs.get("epoch_val_accuracy") and "duplicate_of" not in t.user_attrs]
+                       if t.user_attrs.get("epoch_val_accuracy") and "duplicate_of" not in t.user_attrs
+                       and t.user_attrs.get("fidelity") != "supernet"]
         self.proxy_key = f"proxy_{config.proxies.proxy}"
         self.proxy_scores = [t.user_attrs["metrics"][self.proxy_key] for t in completed
                              if self.proxy_key in t.user_attrs.get("metrics", {}) and "duplicate_of" not in t.user_attrs]
@@ -97,9 +101,27 @@ class _SearchLoop:
         self.frame = pd.DataFrame()
         self.unannounced: list[tuple[int, int, str, str]] = []  # (completed, trial, objectives, note)
         self.trial_seconds: list[float] = []  # wall time of each trial evaluated by this run
+        # The phase: trials (`config.trials` of them), then finalists (the front retrained at the final budget).
+        self.target, self.final = config.trials, False
+        self.final_queue: list[tuple[dict, int]] = []  # (params, trial it retrains)
+
+    def start_finalists(self, chosen: list[tuple[dict, int]]) -> None:
+        """Switch to the finalist phase: `chosen` are (params, trial number) of the networks to retrain."""
+        finals = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if t.user_attrs.get("fidelity") == FINAL]
+        self.trials_done = self.completed()
+        self.final, self.final_queue = True, list(chosen)
+        self.known = {t.user_attrs["genotype_hash"]: Reusable(t.number, dict(t.user_attrs)) for t in finals
+                      if "genotype_hash" in t.user_attrs and "duplicate_of" not in t.user_attrs}
+        self.completed_before, self.finished, self.trial_seconds = len(finals), 0, []
+        self.target = len(finals) + len(chosen)
 
     def completed(self) -> int:
+        """Completed in the current phase (trials, or finalists)."""
         return self.completed_before + self.finished
+
+    def trials_completed(self) -> int:
+        return self.trials_done if self.final else self.completed()
 
     def in_flight(self) -> int:
         """Trials dispatched or waiting on an identical network (references not counted)."""
@@ -113,7 +135,7 @@ class _SearchLoop:
         ready: list = []
         while True:
             self.lease.refresh()
-            if self.completed() >= self.config.trials and not self.in_flight() and not self.references:
+            if self.completed() >= self.target and not self.in_flight() and not self.references:
                 self._announce()
                 return
             # Workers whose trial just finished get their next one before the driver records the
@@ -138,14 +160,15 @@ class _SearchLoop:
         trials, the budget allows)."""
         while self.reference_queue and self.busy() - finishing < self.config.workers:
             self._dispatch_reference(remote_evaluate)
-        while self.busy() - finishing < self.config.workers and self.completed() + self.in_flight() < self.config.trials:
+        while self.busy() - finishing < self.config.workers and self.completed() + self.in_flight() < self.target:
             with interrupts.shielded():  # asked and dispatched (or resolved), or not asked at all
                 self._ask_and_dispatch(remote_evaluate)
 
     def _dispatch_reference(self, remote_evaluate) -> None:
         name, genotype = self.reference_queue.pop(0)
         # Each reference's training seed is its own negative offset, apart from every trial's.
-        request = eval_request(self.config, REFERENCE_SEED_BASE - self.config.references.index(name))
+        request = eval_request(self.config, REFERENCE_SEED_BASE - self.config.references.index(name),
+                               final=self.config.has_finalists)  # the budget the reported front has
         ref = remote_evaluate.remote(genotype.to_json(), request, self.config.plugins)
         self.references[ref] = ReferenceInFlight(name, genotype, time.monotonic())
 
@@ -165,8 +188,12 @@ class _SearchLoop:
                  + f"  ({time.monotonic() - item.started:.1f}s)")
 
     def _ask_and_dispatch(self, remote_evaluate) -> None:
+        if self.final:  # the next finalist: its network fixed, asked as a trial of its own
+            fixed, source = self.final_queue.pop(0)
+            self.study.enqueue_trial(fixed, user_attrs={"finalist_of": source})
         trial = self.study.ask()
         params = {name: trial.suggest_categorical(name, choices) for name, choices in self.config.space.choices().items()}
+        trial.set_user_attr("fidelity", FINAL if self.final else self.config.evaluation)
         genotype = self.config.space.decode(params, **self.geometry)
         item = TrialInFlight(trial, genotype, params, time.monotonic(), int(trial.user_attrs.get("attempt", 1)))
         self.recorder.start(item)
@@ -180,8 +207,9 @@ class _SearchLoop:
             self._dispatch(remote_evaluate, item)
 
     def _dispatch(self, remote_evaluate, item: TrialInFlight) -> None:
-        request = eval_request(self.config, item.trial.number, peer_curves=tuple(self.curves),
-                               proxy_scores=self.proxy_scores)
+        # Finalists are the front: trained to the end, never stopped early or skipped by a proxy.
+        request = eval_request(self.config, item.trial.number, peer_curves=() if self.final else tuple(self.curves),
+                               proxy_scores=() if self.final else self.proxy_scores, final=self.final)
         self.pending[remote_evaluate.remote(item.genotype.to_json(), request, self.config.plugins)] = item
 
     def _collect(self, runtime: RayRuntime, remote_evaluate, ref) -> None:
@@ -200,7 +228,7 @@ class _SearchLoop:
                     self.waiting[key] = rest
             return
         self.known[key] = self.recorder.success(item, result)
-        if result.epoch_val_accuracy:
+        if result.epoch_val_accuracy and not result.metrics.get("supernet_score"):
             self.curves.append(tuple(result.epoch_val_accuracy))
         if self.proxy_key in result.metrics:
             self.proxy_scores.append(result.metrics[self.proxy_key])
@@ -245,14 +273,15 @@ class _SearchLoop:
         self.footprint.checkpoint(self.completed())
         self.frame, _ = self.views.refresh()
         elapsed = time.monotonic() - self.started
-        width = len(str(self.config.trials))
+        width = len(str(self.target))
+        label = "finalist" if self.final else "trial"
         for done, number, shown, note in self.unannounced:
             # From the trials' median time and the workers, not from elapsed time: the first trials
             # share the pool with the references and pay the workers' start-up.
-            remaining = max(0, self.config.trials - done)
+            remaining = max(0, self.target - done)
             eta = (statistics.median(self.trial_seconds) * remaining / self.config.workers if self.trial_seconds
                    else elapsed / self.finished * remaining)
-            self.out(f"[{done:>{width}}/{self.config.trials}] trial {number:<3} {shown}  ({note})  "
+            self.out(f"[{done:>{width}}/{self.target}] {label} {number:<3} {shown}  ({note})  "
                      f"pareto {int(self.frame['pareto'].sum())}  elapsed {format_duration(elapsed)}  "
                      f"eta {format_duration(eta)}")
         self.unannounced.clear()
@@ -270,6 +299,33 @@ class _SearchLoop:
         self.pending.clear()
         self.references.clear()
         self.waiting.clear()
+
+
+def _supernet(runtime: RayRuntime, config: SearchConfig, geometry: dict, tracker: StudyTracker,
+              out: Callable[[str], None]):
+    """Train the study's supernet as a Ray task (or read it from its cache), showing its progress;
+    returns the object reference of its weights, which every trial then receives."""
+    from .requests import supernet_spec
+
+    spec = supernet_spec(config, geometry)
+    started, shown, weights_ref, weights = time.monotonic(), -1, None, None
+    for ref in runtime.train_supernet(spec, config.plugins):
+        item = runtime.get(ref)
+        if hasattr(item, "weights"):
+            weights_ref, weights = ref, item
+            continue
+        tenth = 10 * item.step // item.steps
+        if tenth != shown:  # one line per tenth of the training
+            shown = tenth
+            out(f"[supernet] step {item.step}/{item.steps}  loss {item.loss:.3f}  {format_duration(item.seconds)}")
+    if weights is None:
+        raise RunFailed("the supernet task ended without its weights")
+    how = (f"trained in {format_duration(weights.seconds)}" if weights.seconds else "read from its cache")
+    out(f"[supernet] {weights.digest}: {weights.steps} steps, {how}; its largest network "
+        f"{weights.largest_val_accuracy:.3f} val accuracy ({format_duration(time.monotonic() - started)})")
+    tracker.set_study_tags({"bitnas.supernet": weights.digest, "bitnas.supernet_steps": str(weights.steps),
+                            "bitnas.supernet_largest_val_accuracy": f"{weights.largest_val_accuracy:.4f}"})
+    return weights_ref
 
 
 def _start_ray(config: SearchConfig, tracker: StudyTracker, out: Callable[[str], None]) -> RayRuntime:
@@ -323,7 +379,8 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         out(f"study {config.study!r} in {storage_name}: {loop.completed_before}/{config.trials} trials completed; "
             f"space of {config.space.size():,} genotypes; objectives "
             f"{', '.join(f'{o.name} ({o.direction[:3]})' for o in objectives)}")
-        if loop.completed_before >= config.trials and not loop.reference_queue:
+        if (loop.completed_before >= config.trials and not loop.reference_queue
+                and not (config.has_finalists and choose_finalists(study, objectives, config.finalists))):
             out(f"nothing to do: the study already has {loop.completed_before} completed trials (raise --trials to continue)")
             frame, volume = views.refresh(final=True)
             footprint.checkpoint(loop.completed_before, final=True)
@@ -338,7 +395,15 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         views.refresh()
         try:
             with Interrupts() as interrupts:
+                if config.evaluation == "supernet":
+                    remote_evaluate.supernet = _supernet(runtime, config, geometry, tracker, out)
                 loop.run(runtime, remote_evaluate, interrupts)
+                chosen = choose_finalists(study, objectives, config.finalists) if config.has_finalists else []
+                if chosen:
+                    out(f"finalists: {len(chosen)} network(s) of the trials' front trained again from scratch for "
+                        f"{config.final_training.epochs:g} epoch(s), the references' budget")
+                    loop.start_finalists(chosen)
+                    loop.run(runtime, remote_evaluate, interrupts)
         except KeyboardInterrupt:
             interrupted = True
             out(f"\ninterrupted: stopping {loop.in_flight()} running trial(s); every completed trial is kept")
@@ -349,7 +414,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
             footprint.checkpoint(loop.completed(), final=True)  # the driver's last interval, however it ends
             aborted = loop.failures > config.max_failures or loop.ray_died
             tracker.finish("KILLED" if interrupted else ("FAILED" if aborted else "FINISHED"))
-        return outcome(loop.completed(), loop.failures, interrupted, frame, volume)
+        return outcome(loop.trials_completed(), loop.failures, interrupted, frame, volume)
     finally:
         if footprint is not None:  # a run that ended in an error before its final checkpoint
             footprint.close()

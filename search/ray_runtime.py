@@ -71,12 +71,13 @@ def _release_freed_memory() -> None:
 
 
 def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...], latency_resource: str | None = None,
-                      latency_timeout_s: float = 600.0, teacher=None):
+                      latency_timeout_s: float = 600.0, teacher=None, supernet=None):
     """The Ray task: import the user's plugins, evaluate, and say which Ray node did it. With a
     `latency_resource`, training happens here and the latency is measured by a second task on the
     node that offers that resource (the target device), within `latency_timeout_s`. `teacher`: the
     study's distillation teacher, passed as an object reference that Ray resolves from its object
-    store (one copy per node, not one per request)."""
+    store (one copy per node, not one per request); `supernet`: the study's supernet weights, the
+    same way, for requests that are scored from it."""
     import dataclasses
     import importlib
 
@@ -87,6 +88,8 @@ def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...], lat
         importlib.import_module(name)
     if teacher is not None:
         request = dataclasses.replace(request, teacher=teacher)
+    if supernet is not None and request.supernet_config is not None:
+        request = dataclasses.replace(request, supernet=supernet)
     measurement = None
     if latency_resource is not None:  # asked for first: the device measures while this node trains
         task = ray.remote(num_cpus=1, max_retries=0, resources={latency_resource: 1})(_measure_on_device)
@@ -127,16 +130,28 @@ def _train_teacher(spec):
     return spec.load_or_train()
 
 
+def _train_supernet(spec, plugins: tuple[str, ...]):
+    """The Ray task (a streaming generator) that trains the study's supernet, or reads it from its
+    cache: progress records as it goes, the weights last."""
+    import importlib
+
+    for name in plugins:
+        importlib.import_module(name)
+    yield from spec.load_or_train()
+
+
 class _Evaluator:
     """Submits evaluations: `.remote(genotype_json, request, plugins)` -> a Ray object ref."""
 
     def __init__(self, task, latency_resource: str | None, latency_timeout_s: float, teacher=None):
         self.task, self.latency_resource, self.latency_timeout_s = task, latency_resource, latency_timeout_s
         self.teacher = teacher  # an object reference, or None
+        self.supernet = None    # an object reference once the study's supernet is trained
 
     def remote(self, genotype_json: str, request, plugins: tuple[str, ...]):
+        supernet = self.supernet if request.supernet_config is not None else None
         return self.task.remote(genotype_json, request, plugins, self.latency_resource, self.latency_timeout_s,
-                                self.teacher)
+                                self.teacher, supernet)
 
 
 @contextmanager
@@ -225,6 +240,14 @@ class RayRuntime:
             teacher = ray.remote(max_retries=0, name="train_teacher", **self.task_options)(_train_teacher).remote(
                 teacher_spec)
         return _Evaluator(task, self.latency_resource, latency_timeout_s, teacher)
+
+    def train_supernet(self, spec, plugins: tuple[str, ...]):
+        """The supernet task, on as many CPUs as the trials will use (none runs before it is done),
+        capped by the largest node: a generator of object references (progress, then weights)."""
+        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=1)
+        cpus = max(1.0, min(float(spec.threads), largest))
+        task = ray.remote(max_retries=0, name="train_supernet", num_cpus=cpus, num_returns="streaming")(_train_supernet)
+        return task.remote(spec, plugins)
 
     @staticmethod
     def wait(refs: list, timeout: float) -> tuple[list, list]:

@@ -15,8 +15,15 @@ from .pareto import hypervolume, pareto_indices
 COST_COLUMNS = ["params", "size_kb", "ops", "bops", "flops"]
 
 
-def trials_frame(study: optuna.Study, objectives: list[Objective]) -> pd.DataFrame:
-    """Completed trials, best-first by the first objective, with `feasible`, `violates` and `pareto`."""
+FINAL = "final"  # the `fidelity` of finalists: the front retrained at the final budget
+
+
+def trials_frame(study: optuna.Study, objectives: list[Objective], *, among: str = "reported") -> pd.DataFrame:
+    """Completed trials, best-first by the first objective, with `feasible`, `violates` and `pareto`.
+
+    `pareto` marks the reported front: the finalists' once the study has any (their accuracy is
+    from the final budget; a trial's may be a one-shot score), else the trials'. `among="trials"`:
+    the front of the trials alone, from which finalists are chosen."""
     rows = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         metrics = trial.user_attrs.get("metrics", {})
@@ -24,18 +31,21 @@ def trials_frame(study: optuna.Study, objectives: list[Objective]) -> pd.DataFra
         row = {"trial": trial.number, "feasible": not broken, "violates": ", ".join(broken),
                "duplicate_of": trial.user_attrs.get("duplicate_of"),
                "stopped_early": bool(trial.user_attrs.get("stopped_early", False)),
-               "genotype": trial.user_attrs.get("genotype_short", "")}
+               "genotype": trial.user_attrs.get("genotype_short", ""),
+               "fidelity": trial.user_attrs.get("fidelity", "scratch")}
         row.update({o.name: value for o, value in zip(objectives, trial.values)})
         row.update({c: metrics[c] for c in COST_COLUMNS if c in metrics})
         rows.append(row)
     columns = ["trial", *[o.name for o in objectives], *COST_COLUMNS, "feasible", "violates", "duplicate_of",
-               "stopped_early", "genotype"]
+               "stopped_early", "genotype", "fidelity"]
     frame = pd.DataFrame(rows, columns=columns)
     # One point per distinct network: duplicates repeat their original's result.
     # Trials stopped early (evaluators/early_stopping.py) trained for fewer epochs: their accuracy is
     # not comparable, so the front is built from fully trained trials only.
+    finals = among == "reported" and any(row["fidelity"] == FINAL for row in rows)
     candidates = [i for i, row in enumerate(rows)
-                  if row["feasible"] and row["duplicate_of"] is None and not row["stopped_early"]]
+                  if row["feasible"] and row["duplicate_of"] is None and not row["stopped_early"]
+                  and (row["fidelity"] == FINAL) == finals]
     vectors = [[o.minimised(rows[i][o.name]) for o in objectives] for i in candidates]
     front = {candidates[i] for i in pareto_indices(vectors)}
     frame.insert(1, "pareto", [i in front for i in range(len(rows))])

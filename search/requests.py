@@ -70,23 +70,36 @@ def prefilter(config: SearchConfig, proxy_scores: Sequence[float]):
 
 
 def eval_request(config: SearchConfig, seed_offset: int, *, teacher=None,
-                 peer_curves: tuple[tuple[float, ...], ...] = (), proxy_scores: Sequence[float] = ()):
+                 peer_curves: tuple[tuple[float, ...], ...] = (), proxy_scores: Sequence[float] = (),
+                 final: bool = False):
     """What one evaluation needs. `seed_offset`: the trial number (negative for references);
     `teacher`: the loaded teacher, or None where the worker receives it apart (the driver shares one
     copy through Ray's object store); `peer_curves`: per-epoch validation accuracy of finished
     trials, from which the worker decides to stop early (it never talks to the study);
-    `proxy_scores`: earlier trials' zero-cost proxy, for the optional pre-filter."""
+    `proxy_scores`: earlier trials' zero-cost proxy, for the optional pre-filter; `final`: a
+    finalist or reference architecture, trained from scratch for the final epochs (else a trial,
+    scored from the supernet under `evaluation: supernet`)."""
     from bitnas.evaluators.evaluate import EvalRequest
 
     return EvalRequest(
         dataset=config.dataset, data_seed=config.seed, seed=config.seed * 100_003 + seed_offset,
-        training=config.training, latency=config.latency, data=data_options(config),
+        training=config.final_training if final else config.training, latency=config.latency, data=data_options(config),
         energy_profile=config.energy_profile, energy_meter=config.energy_meter,
         train_threads=train_threads(config), teacher=teacher, peer_curves=peer_curves, budget=config.budget,
         early_stopping=config.early_stopping if config.early_stopping.enabled and peer_curves else None,
         prefilter=prefilter(config, proxy_scores), footprint=config.footprint.enabled,
         limits=pre_training_limits(config),
+        supernet_config=config.supernet if config.evaluation == "supernet" and not final else None,
     )
+
+
+def supernet_spec(config: SearchConfig, geometry: dict):
+    """The study's supernet (evaluators/supernet.py), trained on all the trial workers' CPUs."""
+    from bitnas.evaluators.supernet import SupernetSpec
+
+    return SupernetSpec(str(config.results_dir.resolve()), config.space, dict(geometry), config.dataset, config.seed,
+                        data_options(config), config.seed, config.supernet, config.training,
+                        threads=max(1, config.workers * train_threads(config)))
 
 
 def pre_training_limits(config: SearchConfig) -> tuple[tuple[str, float], ...]:
