@@ -30,10 +30,9 @@ from .distill import Teacher
 from .early_stopping import EarlyStoppingRule
 from .proxies import ProxyPrefilter
 from .settings import SupernetConfig
-from .supernet import SharedWeights
 from .energy import estimate_energy
 from .latency import LatencyConfig, measure_latency
-from .supernet import evaluate_subnet, load_subnet
+from .supernet import SharedWeights, evaluate_subnet, load_subnet
 from .train import TrainingConfig, TrainingOutcome, accuracy, train
 
 

@@ -68,6 +68,17 @@ class ReferenceInFlight:
     started: float
 
 
+def _reusable(trials) -> dict[str, Reusable]:
+    """Genotype hash -> the result an identical network proposed again reuses."""
+    return {t.user_attrs["genotype_hash"]: Reusable(t.number, dict(t.user_attrs)) for t in trials
+            if "genotype_hash" in t.user_attrs and "duplicate_of" not in t.user_attrs}
+
+
+def _one_shot(metrics: dict) -> bool:
+    """Scored from the supernet rather than trained."""
+    return bool(metrics.get("supernet_score"))
+
+
 class _SearchLoop:
     """One run of the driver: keeps `workers` evaluations in flight until the study has
     `trials` completed trials. Reference architectures not yet evaluated are first in the queue and
@@ -84,12 +95,12 @@ class _SearchLoop:
         self.waiting: dict[str, list[TrialInFlight]] = {}  # genotype hash -> trials waiting on an identical one
         completed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                      if t.user_attrs.get("fidelity") != FINAL]
-        self.known = {t.user_attrs["genotype_hash"]: Reusable(t.number, dict(t.user_attrs)) for t in completed
-                      if "genotype_hash" in t.user_attrs and "duplicate_of" not in t.user_attrs}
-        # Learning curves of finished trials, sent with each request for early stopping.
+        self.known = _reusable(completed)
+        # Learning curves of finished trials, sent with each request for early stopping (a one-shot
+        # score is no learning curve).
         self.curves = [tuple(t.user_attrs["epoch_val_accuracy"]) for t in completed
                        if t.user_attrs.get("epoch_val_accuracy") and "duplicate_of" not in t.user_attrs
-                       and t.user_attrs.get("fidelity") != "supernet"]
+                       and not _one_shot(t.user_attrs.get("metrics", {}))]
         self.proxy_key = f"proxy_{config.proxies.proxy}"
         self.proxy_scores = [t.user_attrs["metrics"][self.proxy_key] for t in completed
                              if self.proxy_key in t.user_attrs.get("metrics", {}) and "duplicate_of" not in t.user_attrs]
@@ -103,6 +114,7 @@ class _SearchLoop:
         self.trial_seconds: list[float] = []  # wall time of each trial evaluated by this run
         # The phase: trials (`config.trials` of them), then finalists (the front retrained at the final budget).
         self.target, self.final = config.trials, False
+        self.trials_done = 0  # trials completed when the finalist phase began
         self.final_queue: list[tuple[dict, int]] = []  # (params, trial it retrains)
 
     def start_finalists(self, chosen: list[tuple[dict, int]]) -> None:
@@ -111,8 +123,7 @@ class _SearchLoop:
                   if t.user_attrs.get("fidelity") == FINAL]
         self.trials_done = self.completed()
         self.final, self.final_queue = True, list(chosen)
-        self.known = {t.user_attrs["genotype_hash"]: Reusable(t.number, dict(t.user_attrs)) for t in finals
-                      if "genotype_hash" in t.user_attrs and "duplicate_of" not in t.user_attrs}
+        self.known = _reusable(finals)
         self.completed_before, self.finished, self.trial_seconds = len(finals), 0, []
         self.target = len(finals) + len(chosen)
 
@@ -228,7 +239,7 @@ class _SearchLoop:
                     self.waiting[key] = rest
             return
         self.known[key] = self.recorder.success(item, result)
-        if result.epoch_val_accuracy and not result.metrics.get("supernet_score"):
+        if result.epoch_val_accuracy and not _one_shot(result.metrics):
             self.curves.append(tuple(result.epoch_val_accuracy))
         if self.proxy_key in result.metrics:
             self.proxy_scores.append(result.metrics[self.proxy_key])

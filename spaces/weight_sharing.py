@@ -162,20 +162,16 @@ class SharedLayout:
     def _record_stage(self, index: int, spec: StageSpec, cin: int) -> None:
         if spec.groups > 1 and cin % spec.groups:
             return
-        factory, options = BLOCKS[spec.block], _block_kwargs(spec)
-        for j, (block_in, block_out, stride, extra) in enumerate(stage_plan(spec, cin)):
+        for j in range(len(stage_plan(spec, cin))):
             source = ("block", index, j, spec, cin)
-            block = factory(in_channels=block_in, out_channels=block_out, stride=stride, kernel=spec.kernel,
-                            **options, **extra)
-            norms = _norm_prefixes(block)
-            precision = _precision_tag(spec.weight_bits, spec.activation_bits)
-            for name, tensor in block.state_dict().items():
-                key = f"s{index}.{_stage_tag(spec)}.{j}." + _own_key(name, norms, precision)
+            block, keyed = _keyed_block(index, j, spec, cin)
+            for key, tensor in keyed.items():
                 self._add(key, tuple(tensor.shape), source)
+            prefix = f"s{index}.{_stage_tag(spec)}.{j}."
             for name, module in block.named_modules():
                 bits = getattr(getattr(module, "kernel_quantizer", None), "bits", 32)
                 if bits == 1 and isinstance(getattr(module, "weight", None), nn.Parameter):
-                    self.binary_kernels.add(f"s{index}.{_stage_tag(spec)}.{j}.{name}.weight")
+                    self.binary_kernels.add(f"{prefix}{name}.weight")
 
     def initial_tensors(self, seed: int) -> dict[str, torch.Tensor]:
         """Every key filled the way its block initialises it, at its largest shape (seeded)."""
@@ -215,13 +211,17 @@ def _real_state(source: tuple) -> dict[str, torch.Tensor]:
         model = build_model(genotype)
         return {key: model.state_dict()[name] for name, key in tensor_keys(genotype, model).items()}
     _, index, j, spec, cin = source
+    return _keyed_block(index, j, spec, cin)[1]
+
+
+def _keyed_block(index: int, j: int, spec: StageSpec, cin: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """Block j of stage `index` as `spec` builds it on `cin` input channels, and its state by shared key."""
     factory, options = BLOCKS[spec.block], _block_kwargs(spec)
     block_in, block_out, stride, extra = stage_plan(spec, cin)[j]
     block = factory(in_channels=block_in, out_channels=block_out, stride=stride, kernel=spec.kernel, **options, **extra)
     norms = _norm_prefixes(block)
-    precision = _precision_tag(spec.weight_bits, spec.activation_bits)
-    return {f"s{index}.{_stage_tag(spec)}.{j}." + _own_key(name, norms, precision): tensor
-            for name, tensor in block.state_dict().items()}
+    prefix, precision = f"s{index}.{_stage_tag(spec)}.{j}.", _precision_tag(spec.weight_bits, spec.activation_bits)
+    return block, {prefix + _own_key(name, norms, precision): tensor for name, tensor in block.state_dict().items()}
 
 
 def _stage_specs(space: SpaceConfig, index: int, widths: list[int], depth: int):
