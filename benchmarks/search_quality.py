@@ -1,54 +1,90 @@
-"""Which sampler finds the better front? NSGA-II, TPE and random search at equal trial budgets,
-three seeds each, on the default task, through the real `bitnas search` command: the final
-hypervolume (one fixed reference point, the config's) and how many of the small reference
-architectures each front dominates (they are trained and measured once, with the same budget),
-and the energy each search used to find its front (the study's footprint, search/footprint.py).
+"""Which search strategy finds the better front in the same wall time? Each strategy (how a trial
+is evaluated, how trials are scheduled, which sampler proposes them) runs real `bitnas search`
+studies of `--minutes` each on this machine (`time_budget_s`: Ray's start-up and a supernet's
+training count), their reported fronts evaluated at the same final budget (`training.epochs` from
+scratch: the trials themselves where they already are at that budget, else up to 8 finalists
+retrained), with one fixed reference point. Per strategy: median and range of the hypervolume
+over seeds, its ratio to random search from scratch in the same run, and how many of the small
+reference architectures (all 7, trained once at the final budget) each front dominates.
 
-Goal (issue 7): the default sampler's median hypervolume >= 1.1x random's, and every small
-reference architecture dominated by a found network. Writes results/bench/search_quality.csv and
-results/bench/search_quality.png (the fronts).
+Goals (issue 13): the default strategy's median hypervolume >= 1.15x random search from scratch,
+and its front dominates all 7 small references in at least 4 of 5 seeds.
 
-    python benchmarks/search_quality.py [--trials N] [--epochs E] [--quick] [--json]
+    python benchmarks/search_quality.py --quick     # 3-minute studies, 3 seeds, every strategy
+    python benchmarks/search_quality.py             # 10-minute studies, 5 seeds, random from scratch
+                                                     # and the quick run's two best strategies
+    python benchmarks/search_quality.py --strategies random-scratch,supernet-tpe --minutes 5 --seeds 0,1
+
+Resumable: every finished study leaves its row under results/bench/search_quality/<run>/ and is
+never run again (kill it and run the same command to go on). Writes results/bench/search_quality.csv
+(one row per study) and results/bench/search_quality.png (the fronts as points).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
+import time
 from pathlib import Path
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import optuna  # noqa: E402
+import yaml  # noqa: E402
 
 from bitnas.evaluators import load_dataset  # noqa: E402
+from bitnas.evaluators.engine.isa import isa_path  # noqa: E402
 from bitnas.evaluators.evaluate import evaluate  # noqa: E402
+from bitnas.evaluators.latency import cpu_model  # noqa: E402
 from bitnas.search.config import SearchConfig  # noqa: E402
-from bitnas.search.requests import eval_request  # noqa: E402
 from bitnas.search.objectives import objectives_for  # noqa: E402
 from bitnas.search.pareto import dominates  # noqa: E402
 from bitnas.search.report import front_hypervolume, trials_frame  # noqa: E402
+from bitnas.search.requests import eval_request  # noqa: E402
 
 from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
-SAMPLERS = ("nsga2", "tpe", "random")
-SEEDS = (0, 1, 2)
+BASELINE = "random-scratch"
+# Strategy -> the config keys it sets (everything else is the default config).
+STRATEGIES = {
+    "random-scratch": {"sampler": "random", "evaluation": "scratch"},
+    "asha-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "asha"},
+    "supernet-random": {"sampler": "random", "evaluation": "supernet"},
+    "supernet-tpe": {"sampler": "tpe", "evaluation": "supernet"},
+    "supernet-nsga2": {"sampler": "nsga2", "evaluation": "supernet"},
+}
+# Trials per minute each kind of strategy can at most complete here: `--trials` sizes the guided
+# samplers (TPE's start-up, NSGA-II's population), so it is set near what the time allows; the
+# time budget is what ends a study.
+TRIALS_PER_MINUTE = {"scratch": 12, "supernet": 25}
+COLOURS = {"random-scratch": "tab:grey", "asha-scratch": "tab:green", "supernet-random": "tab:purple",
+           "supernet-tpe": "tab:orange", "supernet-nsga2": "tab:blue"}
 
 
-def reference_points(epochs: float, objectives, config: SearchConfig) -> dict[str, list[float]]:
-    """Each small reference architecture trained and measured like a trial (seed 0's split)."""
+def known_strategies() -> dict[str, dict]:
+    """The strategies this version of bitnas can run (a key the config lacks is left out)."""
+    fields = SearchConfig.model_fields
+    return {name: keys for name, keys in STRATEGIES.items() if all(key in fields for key in keys)}
+
+
+def reference_points(folder: Path, objectives, config: SearchConfig) -> dict[str, list[float]]:
+    """Each small reference architecture trained at the final budget and measured like a trial
+    (seed 0's split); kept in the run's folder, so a resumed run does not train them again."""
     from bitnas.spaces.baselines import small_baselines
 
+    path = folder / "references.json"
+    if path.exists():
+        return json.loads(path.read_text())
     data = load_dataset(config.dataset, 0)
-    config = config.model_copy(update={"seed": 0, "training": config.training.model_copy(update={"epochs": epochs})})
-    request = eval_request(config, 0)
+    request = eval_request(config.model_copy(update={"seed": 0}), 0)
     points = {}
     for name, genotype in small_baselines(input_size=data.input_size, in_channels=data.in_channels,
                                           num_classes=data.num_classes).items():
@@ -56,29 +92,44 @@ def reference_points(epochs: float, objectives, config: SearchConfig) -> dict[st
         points[name] = [result.metrics[o.metric] for o in objectives]
         print(f"  reference {name:<22} " + "  ".join(f"{o.name} {v:.4g}" for o, v in zip(objectives, points[name])),
               flush=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(points))
     return points
 
 
-def run_study(folder: Path, sampler: str, seed: int, trials: int, epochs: float, objectives, config) -> dict:
-    results = folder / f"{sampler}-{seed}"
-    # The benchmark trains the seven references once itself; each study need not repeat its two.
-    no_references = folder / "no_references.yaml"
-    no_references.write_text("references: []\n")
-    command = ["bitnas", "search", "--results", str(results), "--study", "quality", "--sampler", sampler,
-               "--seed", str(seed), "--trials", str(trials), "--epochs", str(epochs),
-               "--config", str(no_references)]
-    done = subprocess.run(command, capture_output=True, text=True)
+def run_study(folder: Path, strategy: str, seed: int, minutes: float, objectives, config: SearchConfig) -> dict:
+    """One study, or its row from an earlier run of the benchmark."""
+    results = folder / f"{strategy}-{seed}"
+    done_file = results / "row.json"
+    if done_file.exists():
+        return json.loads(done_file.read_text())
+    if results.exists():  # a study cut short: it starts again, so that its wall time is its own
+        shutil.rmtree(results)
+    results.mkdir(parents=True)
+    keys = STRATEGIES[strategy]
+    # The benchmark trains the seven references once itself; a study need not repeat its two.
+    settings = {**keys, "references": [], "final_epochs": config.training.epochs}
+    (results / "strategy.yaml").write_text(yaml.safe_dump(settings))
+    trials = int(TRIALS_PER_MINUTE[keys["evaluation"]] * minutes)
+    command = ["bitnas", "search", "--results", str(results), "--study", "quality", "--seed", str(seed),
+               "--trials", str(trials), "--time-budget", str(60 * minutes), "--config", str(results / "strategy.yaml")]
+    begun = time.monotonic()
+    with (results / "search.log").open("w") as log:
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+    seconds = time.monotonic() - begun
     if done.returncode != 0:
-        sys.exit(f"{sampler} seed {seed} failed:\n{done.stderr[-2000:]}")
+        sys.exit(f"{strategy} seed {seed} failed (exit {done.returncode}); see {results / 'search.log'}:\n"
+                 + (results / "search.log").read_text()[-2000:])
     study = optuna.load_study(study_name="quality", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(results / "optuna.journal"))))
     frame = trials_frame(study, objectives)
     front = frame[frame["pareto"]]
-    # What the search itself used to find this front (search/footprint.py); None if not measured.
-    footprint = study.user_attrs.get("footprint_total") or {}
-    return {"sampler": sampler, "seed": seed, "trials": len(frame), "footprint_wh": footprint.get("energy_wh"),
-            "hypervolume": front_hypervolume(frame, objectives, config.hypervolume_reference),
-            "front": [[row[o.name] for o in objectives] for _, row in front.iterrows()]}
+    row = {"strategy": strategy, "seed": seed, "minutes": minutes, "trials": int((frame["fidelity"] != "final").sum()),
+           "finalists": int((frame["fidelity"] == "final").sum()), "wall_s": round(seconds, 1),
+           "hypervolume": front_hypervolume(frame, objectives, config.hypervolume_reference),
+           "front": [[float(row[o.name]) for o in objectives] for _, row in front.iterrows()]}
+    done_file.write_text(json.dumps(row))
+    return row
 
 
 def dominated_references(front: list[list[float]], references: dict[str, list[float]], objectives) -> list[str]:
@@ -89,79 +140,113 @@ def dominated_references(front: list[list[float]], references: dict[str, list[fl
             if any(dominates(minimised(found), minimised(point)) for found in front)]
 
 
-def plot(rows: list[dict], references: dict[str, list[float]], objectives, path: Path) -> None:
+def plot(rows: list[dict], references: dict[str, list[float]], objectives, path: Path, minutes: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 5), dpi=120)
-    colours = {"nsga2": "tab:blue", "tpe": "tab:orange", "random": "tab:grey"}
+    labelled = set()
     for row in rows:
-        points = sorted(row["front"], key=lambda p: p[1])
-        axis.plot([p[1] for p in points], [p[0] for p in points], marker="o", ms=3, alpha=0.7,
-                  color=colours[row["sampler"]], label=row["sampler"] if row["seed"] == 0 else None)
+        points = row["front"]
+        axis.scatter([p[1] for p in points], [p[0] for p in points], s=14, alpha=0.7,
+                     color=COLOURS.get(row["strategy"], "black"),
+                     label=row["strategy"] if row["strategy"] not in labelled else None)
+        labelled.add(row["strategy"])
     for name, point in references.items():
         axis.scatter(point[1], point[0], marker="*", s=120, color="crimson")
         axis.annotate(name, (point[1], point[0]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     axis.set_xscale("log")
     axis.set_xlabel(objectives[1].label)
     axis.set_ylabel(objectives[0].label)
-    axis.set_title("Pareto fronts by sampler (3 seeds each); stars: reference architectures")
+    axis.set_title(f"Reported fronts of {minutes:g}-minute searches (every seed); stars: references")
     axis.grid(alpha=0.3)
-    axis.legend()
+    axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
 
 
+def best_of_quick(count: int) -> list[str]:
+    """The `count` strategies with the highest median hypervolume in the last quick run's CSV."""
+    path = OUT / "search_quality_quick.csv"
+    if not path.exists():
+        sys.exit(f"{path} not found: run --quick first, or name --strategies")
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    medians = {s: statistics.median(float(r["hypervolume"]) for r in rows if r["strategy"] == s)
+               for s in {r["strategy"] for r in rows}}
+    return sorted((s for s in medians if s != BASELINE), key=medians.get, reverse=True)[:count]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=SearchConfig().trials)
-    parser.add_argument("--epochs", type=float, default=SearchConfig().training.epochs)
-    parser.add_argument("--quick", action="store_true", help="12 trials of 0.5 epoch per study")
+    parser.add_argument("--quick", action="store_true", help="3-minute studies, 3 seeds, every strategy")
+    parser.add_argument("--minutes", type=float, help="wall time of each study (default 3 quick, 10 full)")
+    parser.add_argument("--seeds", help="comma-separated (default 0,1,2 quick, 0-4 full)")
+    parser.add_argument("--strategies", help=f"comma-separated, of: {', '.join(STRATEGIES)}")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON object")
     args = parser.parse_args()
-    trials, epochs = (12, 0.5) if args.quick else (args.trials, args.epochs)
+    available = known_strategies()
+    minutes = args.minutes or (3.0 if args.quick else 10.0)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0, 1, 2] if args.quick else [0, 1, 2, 3, 4])
+    if args.strategies:
+        strategies = args.strategies.split(",")
+    else:
+        strategies = list(available) if args.quick else [BASELINE, *best_of_quick(2)]
+    unknown = [s for s in strategies if s not in available]
+    if unknown:
+        sys.exit(f"--strategies: unknown or not supported by this bitnas: {', '.join(unknown)} "
+                 f"(known: {', '.join(available)})")
+    if BASELINE not in strategies:
+        strategies.insert(0, BASELINE)
     config = SearchConfig()
     objectives = objectives_for(config.objectives)
-    print(f"reference architectures ({epochs:g} epoch(s), like every trial):", flush=True)
-    references = reference_points(epochs, objectives, config)
+    run_name = f"{'quick' if args.quick else 'full'}-{minutes:g}min"
+    folder = OUT / "search_quality" / run_name
+    cpu = f"{cpu_model()} ({isa_path()})"
+    print(f"{len(strategies)} strategies x {len(seeds)} seeds, {minutes:g}-minute studies; fronts at "
+          f"{config.training.epochs:g} epoch(s) from scratch; {folder}", flush=True)
+    print(f"reference architectures ({config.training.epochs:g} epoch(s) from scratch):", flush=True)
+    references = reference_points(folder, objectives, config)
     rows = []
-    with tempfile.TemporaryDirectory() as scratch:
-        for sampler in SAMPLERS:
-            for seed in SEEDS:
-                row = run_study(Path(scratch), sampler, seed, trials, epochs, objectives, config)
-                row["dominated"] = dominated_references(row["front"], references, objectives)
-                rows.append(row)
-                print(f"  {sampler:<6} seed {seed}: hypervolume {row['hypervolume']:.4g}, dominates "
-                      f"{len(row['dominated'])}/{len(references)} references", flush=True)
-    medians = {s: statistics.median(r["hypervolume"] for r in rows if r["sampler"] == s) for s in SAMPLERS}
-    default = config.sampler
-    print(f"\n{'sampler':<8} {'median HV':>10} {'vs random':>9} {'references dominated (per seed)':>32} "
-          f"{'Wh per front (per seed)':>28}")
-    for sampler in SAMPLERS:
-        counts = [len(r["dominated"]) for r in rows if r["sampler"] == sampler]
-        energy = [round(r["footprint_wh"], 2) if r["footprint_wh"] is not None else None for r in rows
-                  if r["sampler"] == sampler]
-        print(f"{sampler:<8} {medians[sampler]:>10.4g} {medians[sampler] / medians['random']:>8.2f}x "
-              f"{str(counts):>32} {str(energy):>28}")
-    print(f"default sampler {default!r}: {medians[default] / medians['random']:.2f}x random's median hypervolume "
-          f"(goal >= 1.1x); reference point {config.hypervolume_reference}")
-    write_csv(OUT / "search_quality.csv",
-              [{"sampler": row["sampler"], "seed": row["seed"], "trials": row["trials"], "epochs": epochs,
-                "hypervolume": round(row["hypervolume"], 4), "references_dominated": len(row["dominated"]),
-                "references": len(references),
-                "footprint_wh": round(row["footprint_wh"], 4) if row["footprint_wh"] is not None else None}
-               for row in rows])
-    plot(rows, references, objectives, OUT / "search_quality.png")
-    print(f"wrote {OUT / 'search_quality.csv'} and {OUT / 'search_quality.png'}")
+    for seed in seeds:  # seed-major: a run stopped early still compares every strategy
+        for strategy in strategies:
+            row = run_study(folder, strategy, seed, minutes, objectives, config)
+            row["dominated"] = dominated_references(row["front"], references, objectives)
+            rows.append(row)
+            print(f"  {strategy:<16} seed {seed}: {row['trials']:>4} trials, {row['finalists']} finalists, "
+                  f"{row['wall_s']:.0f} s; hypervolume {row['hypervolume']:.4g}, dominates "
+                  f"{len(row['dominated'])}/{len(references)} references", flush=True)
+    volumes = {s: [r["hypervolume"] for r in rows if r["strategy"] == s] for s in strategies}
+    medians = {s: statistics.median(v) for s, v in volumes.items()}
+    default = next((name for name, keys in STRATEGIES.items()
+                    if all(getattr(config, key) == value for key, value in keys.items() if key in SearchConfig.model_fields)
+                    and name in available), None)
+    print(f"\n{'strategy':<16} {'trials':>7} {'median HV':>10} {'range':>19} {'vs random':>9} "
+          f"{'references dominated (per seed)':>32}")
+    for strategy in strategies:
+        counts = [len(r["dominated"]) for r in rows if r["strategy"] == strategy]
+        trials = statistics.median(r["trials"] for r in rows if r["strategy"] == strategy)
+        low, high = min(volumes[strategy]), max(volumes[strategy])
+        print(f"{strategy:<16} {trials:>7.0f} {medians[strategy]:>10.4g} {f'{low:.4g}-{high:.4g}':>19} "
+              f"{medians[strategy] / medians[BASELINE]:>8.2f}x {str(counts):>32}")
+    print(f"default strategy {default!r}; reference point {config.hypervolume_reference}; cpu {cpu}")
+    csv_path = OUT / ("search_quality_quick.csv" if args.quick else "search_quality.csv")
+    write_csv(csv_path, [{"strategy": r["strategy"], "seed": r["seed"], "minutes": minutes, "trials": r["trials"],
+                          "finalists": r["finalists"], "wall_s": r["wall_s"], "hypervolume": round(r["hypervolume"], 4),
+                          "vs_random_median": round(r["hypervolume"] / medians[BASELINE], 3),
+                          "references_dominated": len(r["dominated"]), "references": len(references), "cpu": cpu}
+                         for r in rows])
+    png_path = csv_path.with_suffix(".png")
+    plot(rows, references, objectives, png_path, minutes)
+    print(f"wrote {csv_path} and {png_path}")
     if args.json:
-        print(json.dumps({"median_hypervolume": medians, "default_sampler": default,
-                          "default_over_random": medians[default] / medians["random"],
+        print(json.dumps({"minutes": minutes, "median_hypervolume": medians, "default_strategy": default,
+                          "vs_random": {s: medians[s] / medians[BASELINE] for s in strategies},
                           "references": references,
-                          "dominated": {f"{r['sampler']}-{r['seed']}": r["dominated"] for r in rows},
-                          "footprint_wh": {f"{r['sampler']}-{r['seed']}": r["footprint_wh"] for r in rows}}))
+                          "dominated": {f"{r['strategy']}-{r['seed']}": r["dominated"] for r in rows}}))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--config", type=Path, help="YAML config (keys as in configs/default.yaml)")
     search.add_argument("--study", help="study name; an existing study of that name is resumed")
     search.add_argument("--trials", type=_integer, help="completed trials the study should reach in total")
+    search.add_argument("--time-budget", type=_number, dest="time_budget_s", metavar="SECONDS",
+                        help="propose no new trial after this much wall time (finalists are trained after it)")
     search.add_argument("--epochs", type=_number, help="training epochs per trial (may be fractional)")
     search.add_argument("--workers", type=_integer, help="trials evaluated at the same time (Ray tasks)")
     search.add_argument("--seed", type=_integer, help="seed of the sampler, data split and training")
@@ -115,7 +117,7 @@ def _search(args: argparse.Namespace) -> int:
     from bitnas.search.config import load_config
 
     overrides = {key: getattr(args, key) for key in
-                 ("study", "trials", "epochs", "workers", "seed", "results", "storage", "sampler", "ray_address",
+                 ("study", "trials", "time_budget_s", "epochs", "workers", "seed", "results", "storage", "sampler", "ray_address",
                   "tracking_uri")}
     config = load_config(args.config, overrides)  # raises ConfigError before anything exists
 

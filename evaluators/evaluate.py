@@ -144,8 +144,10 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
     if one_shot and not skipped:
         begun = time.perf_counter()
         with slot.training_step():
-            score = evaluate_subnet(model, data.train, data.val, request.supernet_config, request.seed)
-        outcome = TrainingOutcome(0, time.perf_counter() - begun, float("nan"), (score,), "supernet")
+            score = evaluate_subnet(model, data.train, data.val, request.supernet_config, request.seed,
+                                    request.training)
+        outcome = TrainingOutcome(request.supernet_config.finetune_steps, time.perf_counter() - begun,
+                                  float("nan"), (score,), "supernet")
     elif skipped:  # over a budget, or ranked among the hopeless by the proxy: its accuracy is the untrained one
         outcome = TrainingOutcome(0, 0.0, float("nan"), (), "none", stopped_early=True)
     else:

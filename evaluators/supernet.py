@@ -94,9 +94,19 @@ def load_subnet(genotype: Genotype, shared: SharedWeights) -> nn.Module:
     return model
 
 
-def evaluate_subnet(model: nn.Module, train: Split, val: Split, config: SupernetConfig, seed: int) -> float:
-    """Validation accuracy of a network loaded from the supernet, its BatchNorm first recalibrated
-    on `config.bn_images` training images drawn with `seed`."""
+def evaluate_subnet(model: nn.Module, train: Split, val: Split, config: SupernetConfig, seed: int,
+                    training: TrainingConfig | None = None) -> float:
+    """Validation accuracy of a network loaded from the supernet: first fine-tuned for
+    `config.finetune_steps` steps of `training`'s recipe (when given), its BatchNorm recalibrated on
+    `config.bn_images` training images drawn with `seed`."""
+    if config.finetune_steps and training is not None:
+        from .train import train as train_network
+
+        steps_per_epoch = math.ceil(len(train) / training.batch_size)
+        brief = training.model_copy(update={"epochs": config.finetune_steps / steps_per_epoch, "two_step": False,
+                                            "distill": False, "bn_recalibration": config.bn_images,
+                                            "warmup_epochs": 0.0})
+        return train_network(model, train, val, brief, seed=seed).epoch_val_accuracy[-1]
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:config.bn_images]
     recalibrate_batchnorm(model, train.images[order])
     return accuracy(model, val)
@@ -149,7 +159,9 @@ def supernet_digest(space: SpaceConfig, geometry: dict, dataset: str, data_optio
                     config: SupernetConfig, training: TrainingConfig) -> str:
     blob = json.dumps({"version": SUPERNET_VERSION, "switchable_norms": SWITCHABLE_NORMS, "space": space.model_dump(mode="json"), "geometry": geometry,
                        "dataset": dataset, "options": repr(data_options), "seed": seed,
-                       "supernet": config.model_dump(mode="json"),
+                       # what shapes the weights; how a subnet is scored from them is not part of it
+                       "supernet": config.model_dump(mode="json", include={"epochs", "random_subnets",
+                                                                           "inplace_distillation"}),
                        "training": training.model_dump(mode="json", include={"batch_size", "lr", "warmup_epochs",
                                                                             "grad_clip", "latent_clip", "augment"})},
                       sort_keys=True)

@@ -97,6 +97,11 @@ class FootprintSection(_Section):
 class SearchConfig(_Section):
     study: str = "mnist5k-default"
     trials: int = Field(20, ge=1, le=100_000)
+    # Wall time (seconds since this run of the search started: Ray's start-up and the supernet's training
+    # count) after which no new trial is proposed; trials running then finish, and finalists are
+    # trained afterwards. null: only `trials` ends the search. Strategies compare at equal wall
+    # time this way (benchmarks/search_quality.py); `trials` still sizes the samplers.
+    time_budget_s: float | None = Field(None, gt=0, le=30 * 86_400)
     workers: int = Field(2, ge=1, le=1024)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     results: str = "results"
@@ -255,7 +260,7 @@ class SearchConfig(_Section):
 MAX_CONFIG_BYTES = 1 << 20
 
 # Flags that override config keys: flag destination -> dotted key.
-FLAG_KEYS = {"study": "study", "trials": "trials", "epochs": "training.epochs", "workers": "workers",
+FLAG_KEYS = {"study": "study", "trials": "trials", "time_budget_s": "time_budget_s", "epochs": "training.epochs", "workers": "workers",
              "seed": "seed", "results": "results", "storage": "storage", "sampler": "sampler",
              "ray_address": "ray.address", "tracking_uri": "tracking_uri"}
 

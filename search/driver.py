@@ -85,7 +85,8 @@ class _SearchLoop:
     take worker slots like trials; they never hold the trials back."""
 
     def __init__(self, config: SearchConfig, study: optuna.Study, recorder: TrialRecorder, views: StudyViews,
-                 tracker: StudyTracker, lease: DriverLease, geometry: dict, out: Callable[[str], None]):
+                 tracker: StudyTracker, lease: DriverLease, geometry: dict, out: Callable[[str], None],
+                 deadline: float | None = None):
         self.config, self.study, self.recorder, self.views = config, study, recorder, views
         self.footprint = recorder.footprint
         self.tracker, self.lease, self.geometry, self.out = tracker, lease, geometry, out
@@ -116,6 +117,7 @@ class _SearchLoop:
         self.target, self.final = config.trials, False
         self.trials_done = 0  # trials completed when the finalist phase began
         self.final_queue: list[tuple[dict, int]] = []  # (params, trial it retrains)
+        self.deadline, self.deadline_told = deadline, False  # time.monotonic() after which no trial is proposed
 
     def start_finalists(self, chosen: list[tuple[dict, int]]) -> None:
         """Switch to the finalist phase: `chosen` are (params, trial number) of the networks to retrain."""
@@ -126,6 +128,10 @@ class _SearchLoop:
         self.known = _reusable(finals)
         self.completed_before, self.finished, self.trial_seconds = len(finals), 0, []
         self.target = len(finals) + len(chosen)
+
+    def out_of_time(self) -> bool:
+        """The trial phase's time budget is spent (finalists are never cut short by it)."""
+        return not self.final and self.deadline is not None and time.monotonic() >= self.deadline
 
     def completed(self) -> int:
         """Completed in the current phase (trials, or finalists)."""
@@ -146,7 +152,8 @@ class _SearchLoop:
         ready: list = []
         while True:
             self.lease.refresh()
-            if self.completed() >= self.target and not self.in_flight() and not self.references:
+            if ((self.completed() >= self.target or self.out_of_time())
+                    and not self.in_flight() and not self.references):
                 self._announce()
                 return
             # Workers whose trial just finished get their next one before the driver records the
@@ -171,7 +178,12 @@ class _SearchLoop:
         trials, the budget allows)."""
         while self.reference_queue and self.busy() - finishing < self.config.workers:
             self._dispatch_reference(remote_evaluate)
-        while self.busy() - finishing < self.config.workers and self.completed() + self.in_flight() < self.target:
+        if self.out_of_time() and not self.deadline_told:
+            self.deadline_told = True
+            self.out(f"time budget of {format_duration(self.config.time_budget_s)} spent: no new trials "
+                     f"({self.completed()} completed, {self.in_flight()} finishing)")
+        while (self.busy() - finishing < self.config.workers and self.completed() + self.in_flight() < self.target
+               and not self.out_of_time()):
             with interrupts.shielded():  # asked and dispatched (or resolved), or not asked at all
                 self._ask_and_dispatch(remote_evaluate)
 
@@ -378,7 +390,8 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         recorder = TrialRecorder(study, tracker, objectives, config, footprint, data.num_classes)
         views = StudyViews(study, tracker, objectives, config)
         recover_interrupted_trials(study, tracker, recorder, out)
-        loop = _SearchLoop(config, study, recorder, views, tracker, lease, geometry, out)
+        loop = _SearchLoop(config, study, recorder, views, tracker, lease, geometry, out,
+                           deadline=started + config.time_budget_s if config.time_budget_s else None)
 
         def outcome(completed: int, failed: int, interrupted: bool, frame, volume) -> SearchOutcome:
             return SearchOutcome(config.study, completed, failed, interrupted, frame, volume,
