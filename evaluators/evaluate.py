@@ -184,6 +184,9 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         **({"skipped_by_proxy": 1.0} if skipped and not over else {}),
         **({"rejected_before_training": 1.0} if over else {}),
         **({"supernet_score": 1.0} if one_shot else {}),
+        # An ASHA rung: how far it trained (train_steps) and from which step of the run it went on.
+        **({"rung_epochs": float(request.until_epochs), "resumed_from_step": float(outcome.resumed_from)}
+           if request.until_epochs is not None else {}),
     }
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     energy_source = measured["energy"]["source"] if measured and measured.get("energy") else energy.source

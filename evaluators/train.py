@@ -48,6 +48,7 @@ class TrainingOutcome:
     device: str = "cpu"
     # `until_epochs` stopped the run before its end: what `resume` needs to go on (bytes of torch.save).
     checkpoint: bytes | None = None
+    resumed_from: int = 0  # the step `resume` went on from (0: trained from scratch)
 
 
 def _bits(module: nn.Module, which: str) -> int:
@@ -308,6 +309,7 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
                 recalibrate_batchnorm(model, calibration)
             return accuracy(model, val_split)
 
+    resumed_from = step
     model.train()
     started = time.perf_counter()
     loss_value, stopped, checkpoint = float("nan"), False, None
@@ -353,4 +355,4 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
     if teacher is not None:
         teacher.to("cpu")
     return TrainingOutcome(step, time.perf_counter() - started, loss_value, tuple(outcome_curve),
-                           recipe, stopped, device.type, checkpoint)
+                           recipe, stopped, device.type, checkpoint, resumed_from)
