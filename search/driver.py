@@ -230,7 +230,11 @@ class _SearchLoop:
         if self.final:  # the next finalist: its network fixed, asked as a trial of its own
             fixed, source = self.final_queue.pop(0)
             self.study.enqueue_trial(fixed, user_attrs={"finalist_of": source})
-        trial = self.study.ask()
+        self._dispatch_proposal(remote_evaluate, self.study.ask())
+
+    def _dispatch_proposal(self, remote_evaluate, trial: optuna.Trial) -> None:
+        """A network the sampler proposed (or a queued retry or finalist): evaluate it, or reuse an
+        identical network's result, or wait for an identical one in flight."""
         params = {name: trial.suggest_categorical(name, choices) for name, choices in self.config.space.choices().items()}
         trial.set_user_attr("fidelity", FINAL if self.final else self.config.evaluation)
         genotype = self.config.space.decode(params, **self.geometry)
@@ -258,9 +262,17 @@ class _SearchLoop:
         params, from the checkpoint of its last rung (never through the duplicate check)."""
         previous = self.asha.latest[job.trial_id]
         params = self.study.trials[previous].params
-        self.study.enqueue_trial(params, user_attrs={"asha_network": job.trial_id, "asha_rung": job.rung_index,
-                                                     "promoted_from": previous})
+        attrs = {"asha_network": job.trial_id, "asha_rung": job.rung_index, "promoted_from": previous}
+        # A driver that died between queueing this promotion and asking for it left it queued: use that one.
+        if not any(all(t.user_attrs.get(k) == v for k, v in attrs.items())
+                   for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
+            self.study.enqueue_trial(params, user_attrs=attrs)
         trial = self.study.ask()
+        # The queue is first in, first out: a retry queued before this promotion comes out first. It
+        # is a proposal like any (within the budget: it replaces the trial that failed).
+        while trial.user_attrs.get("promoted_from") != previous or trial.user_attrs.get("asha_rung") != job.rung_index:
+            self._dispatch_proposal(remote_evaluate, trial)
+            trial = self.study.ask()
         params = {name: trial.suggest_categorical(name, choices) for name, choices in self.config.space.choices().items()}
         trial.set_user_attr("fidelity", self.config.evaluation)
         genotype = self.config.space.decode(params, **self.geometry)

@@ -142,10 +142,9 @@ class AshaPlan:
     def statuses(self) -> dict[str, str]:
         """Trial number -> promoted (a later rung continued it) or the network's status at its latest rung."""
         shown: dict[str, str] = {}
-        for k, rung in enumerate(self.asha.state()["rungs"]):
-            for result in rung["results"]:
-                network = result["trial_id"]
-                shown[str(network)] = _SHOWN[self.asha.status(network)]
+        networks = {r["trial_id"] for rung in self.asha.state()["rungs"] for r in rung["results"]}
+        for network in networks:
+            shown[str(network)] = _SHOWN[self.asha.status(network)]
         for trial in self._scheduled(self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))):
             network = int(trial.user_attrs["asha_network"])
             if self.latest.get(network) == trial.number:

@@ -41,7 +41,7 @@ def network_runs(results, study):
     return client, client.search_runs([experiment.experiment_id], "tags.`bitnas.role` = 'trial'", max_results=1000)
 
 
-def check_promotions(study, results, name):
+def check_promotions(study):
     """Every completed promotion went on from its predecessor's checkpoint to its own rung."""
     done = study.get_trials(states=(TrialState.COMPLETE,))
     promotions = [t for t in done if t.user_attrs.get("asha_rung", 0) > 0]
@@ -67,7 +67,7 @@ def test_an_asha_search_promotes_stops_resumes_and_judges_networks_at_their_high
     study = load(results, "asha")
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert sum(t.user_attrs.get("asha_rung", 0) == 0 for t in done) == 9
-    promotions = check_promotions(study, results, "asha")
+    promotions = check_promotions(study)
     assert any(t.user_attrs["asha_rung"] == 1 for t in promotions)
     # The scheduler's state is in the study, and agrees with the trials
     asha = MultiObjectiveAsha.restore(study.user_attrs["asha_state"])
@@ -132,7 +132,7 @@ def test_a_search_stopped_with_a_promotion_in_flight_resumes_it_from_the_saved_s
         reran = [t for t in study.get_trials(states=(TrialState.COMPLETE,))
                  if t.user_attrs.get("asha_network") == job.trial_id and t.user_attrs.get("asha_rung") == job.rung_index]
         assert len(reran) == 1
-    check_promotions(study, results, "asha-stop")
+    check_promotions(study)
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
