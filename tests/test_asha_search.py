@@ -95,34 +95,47 @@ def test_an_asha_search_promotes_stops_resumes_and_judges_networks_at_their_high
     assert not list((results / "asha").glob("*.pt*"))
 
 
-def test_a_search_stopped_with_a_promotion_in_flight_resumes_it_from_the_saved_state(tmp_path, local_ray):
+class DriverDied(Exception):
+    """The driver stopping where a crash would: after asking for a promotion's trial, before dispatching it."""
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "crash"])
+def test_a_search_stopped_with_a_promotion_in_flight_resumes_it_from_the_saved_state(tmp_path, local_ray, how):
     results = tmp_path / "results"
     stopped: list[str] = []
 
-    def out(line: str) -> None:  # Ctrl-C as soon as the first promotion is dispatched
+    def out(line: str) -> None:  # stop as soon as the first promotion is asked for
         stopped.append(line)
         if "promoted to rung" in line and not any("promoted to rung" in s for s in stopped[:-1]):
+            if how == "crash":  # its trial is left RUNNING, as a killed driver leaves it
+                raise DriverDied(line)
             os.kill(os.getpid(), signal.SIGINT)
 
     import yaml
 
     from bitnas.search.driver import run_search
 
+    study_name = f"asha-{how}"
     path = tmp_path / "asha.yaml"
     path.write_text(yaml.safe_dump(asha_config()))
-    config = load_config(path, {"results": str(results), "study": "asha-stop", "trials": 6})
-    first = run_search(config, out=out)
-    assert first.interrupted, "\n".join(stopped)
-    study = load(results, "asha-stop")
+    config = load_config(path, {"results": str(results), "study": study_name, "trials": 6})
+    if how == "crash":
+        with pytest.raises(DriverDied):
+            run_search(config, out=out)
+    else:
+        assert run_search(config, out=out).interrupted, "\n".join(stopped)
+    study = load(results, study_name)
+    if how == "crash":
+        assert [t.user_attrs["asha_rung"] for t in study.get_trials(states=(TrialState.RUNNING,))] == [1]
     before = MultiObjectiveAsha.restore(study.user_attrs["asha_state"])
     pending = before.pending()
     assert pending, "\n".join(stopped)  # handed out, never reported
     assert list((results / "asha").glob("*.pt"))  # the checkpoints it goes on from
 
-    outcome, lines = search_in_process(asha_config(), results, "asha-stop", 6, folder=tmp_path)
+    outcome, lines = search_in_process(asha_config(), results, study_name, 6, folder=tmp_path)
     text = "\n".join(lines)
     assert outcome.completed == 6 and not outcome.interrupted, text
-    study = load(results, "asha-stop")
+    study = load(results, study_name)
     after = MultiObjectiveAsha.restore(study.user_attrs["asha_state"])
     # the restored scheduler kept every earlier result, and the pending promotion ran and was reported
     for k, rung in enumerate(before.state()["rungs"]):
