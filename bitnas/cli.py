@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Run or resume a study; flags override the YAML config.")
     search.add_argument("--config", type=Path, help="YAML config (keys as in configs/default.yaml)")
     search.add_argument("--study", help="study name; an existing study of that name is resumed")
-    search.add_argument("--trials", type=_integer, help="completed trials the study should reach in total")
+    search.add_argument("--trials", type=_integer, help="completed trials the study should reach in total "
+                                                              "(with --schedule asha: new networks, not promotions)")
     search.add_argument("--epochs", type=_number, help="training epochs per trial (may be fractional)")
     search.add_argument("--workers", type=_integer, help="trials evaluated at the same time (Ray tasks)")
     search.add_argument("--seed", type=_integer, help="seed of the sampler, data split and training")

@@ -56,5 +56,7 @@ def recover_interrupted_trials(study: optuna.Study, tracker: StudyTracker, recor
         if trial.params and not trial.user_attrs.get("asha_rung"):
             recorder.requeue(trial.params, retry_of=trial.number, attempt=int(trial.user_attrs.get("attempt", 1)) + 1)
     if stale:
+        promotions = sum(bool(t.user_attrs.get("asha_rung")) for t in stale)
         out(f"an earlier search of this study stopped with {len(stale)} trial(s) running: "
-            f"marked them failed and queued their networks again")
+            f"marked them failed and queued their networks again"
+            + (f" ({promotions} ASHA promotion(s): run again from their checkpoints)" if promotions else ""))

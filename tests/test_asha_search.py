@@ -161,3 +161,26 @@ def test_asha_settings_that_make_no_sense_are_one_line(tmp_path, overrides, mess
     with pytest.raises(ConfigError, match=message) as raised:
         load_config(path)
     assert "\n" not in str(raised.value)
+
+
+def test_asha_ranks_a_network_over_a_constraint_as_failed_and_refuses_a_changed_ladder(tmp_path):
+    """The values ASHA ranks are the study's, NaN for a network over a budget or never trained;
+    a study scheduled with one ladder is not resumed with another."""
+    from bitnas.search.config import SearchConfig
+    from bitnas.search.objectives import objectives_for
+    from bitnas.search.scheduling import AshaPlan
+
+    config = SearchConfig.model_validate(asha_config(results=str(tmp_path), constraints={"max_latency_ms": 1.0,
+                                                                                         "accuracy_floor": None}))
+    objectives = objectives_for(config.objectives)
+    study = optuna.create_study(directions=[o.direction for o in objectives])
+    plan = AshaPlan(config, study, objectives, 10, out=lambda line: None)
+    fast = {"val_accuracy": 0.5, "latency_ms": 0.5, "energy_uj": 1.0}
+    assert plan.values(fast) == [0.5, 0.5, 1.0]
+    assert all(math.isnan(v) for v in plan.values({**fast, "latency_ms": 2.0}))
+    assert all(math.isnan(v) for v in plan.values({**fast, "skipped_by_proxy": 1.0}))
+    plan.reported(0, 0, 0, fast)
+    assert study.user_attrs["asha_state"]["rungs"][0]["results"] == [{"trial_id": 0, "values": [0.5, 0.5, 1.0]}]
+    changed = config.model_copy(update={"asha": config.asha.model_copy(update={"eta": 2})})
+    with pytest.raises(ConfigError, match="was scheduled with asha rungs"):
+        AshaPlan(changed, study, objectives, 10)
