@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Run or resume a study; flags override the YAML config.")
     search.add_argument("--config", type=Path, help="YAML config (keys as in configs/default.yaml)")
     search.add_argument("--study", help="study name; an existing study of that name is resumed")
-    search.add_argument("--trials", type=_integer, help="completed trials the study should reach in total")
+    search.add_argument("--trials", type=_integer, help="completed trials the study should reach in total "
+                                                              "(with --schedule asha: new networks, not promotions)")
     search.add_argument("--time-budget", type=_number, dest="time_budget_s", metavar="SECONDS",
                         help="propose no new trial after this much wall time (finalists are trained after it)")
     search.add_argument("--epochs", type=_number, help="training epochs per trial (may be fractional)")
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--storage", help="Optuna RDB URL for the study, e.g. postgresql://user@host:5432/db "
                                           "(default: a journal file under the results directory)")
     search.add_argument("--sampler", help="tpe, nsga2, random or gp")
+    search.add_argument("--schedule", help="none (every trial trains training.epochs) or asha (successive halving "
+                                           "from asha.min_epochs, the best continue from their checkpoints)")
     search.add_argument("--ray-address", help="join a running Ray cluster (auto or HOST:PORT) instead of starting one")
     search.add_argument("--tracking-uri", help="record runs in this MLflow tracking server (e.g. http://127.0.0.1:5000) "
                                                "instead of <results>/mlflow.db")
@@ -117,8 +120,8 @@ def _search(args: argparse.Namespace) -> int:
     from bitnas.search.config import load_config
 
     overrides = {key: getattr(args, key) for key in
-                 ("study", "trials", "time_budget_s", "epochs", "workers", "seed", "results", "storage", "sampler", "ray_address",
-                  "tracking_uri")}
+                 ("study", "trials", "time_budget_s", "epochs", "workers", "seed", "results", "storage", "sampler",
+                  "schedule", "ray_address", "tracking_uri")}
     config = load_config(args.config, overrides)  # raises ConfigError before anything exists
 
     from bitnas.search.driver import run_search

@@ -62,6 +62,11 @@ class EvalRequest:
     # instead of training it; the weights themselves arrive apart, in the Ray task (one copy per node).
     supernet_config: SupernetConfig | None = None
     supernet: SharedWeights | None = None
+    # `schedule: asha`: train to this many epochs of the `training.epochs` run (a rung) and return a
+    # checkpoint to go on from; None trains the whole run. No part of the fingerprint: every rung
+    # is a point of the same run, and training straight to `training.epochs` gives the top rung's
+    # weights, which is what an export rebuilds.
+    until_epochs: float | None = None
 
     def fingerprint(self) -> str:
         """What decides how a network is trained and measured, as a short digest: the data, seeds,
@@ -99,16 +104,18 @@ class TrialResult:
     request_fingerprint: str = ""
     footprint: dict | None = None  # Footprint.as_dict() of the evaluation, when the request asked for it
     rejected: list = field(default_factory=list)  # pre-training limits the network broke (not trained)
+    checkpoint: bytes | None = None  # training state at the end of a rung below the top (EvalRequest.until_epochs)
 
 
 PRE_TRAINING_LIMITS = ("latency_ms", "energy_uj", "size_kb")
 
 
 def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = True,
-             premeasured: dict | None = None) -> TrialResult:
+             premeasured: dict | None = None, resume: bytes | None = None) -> TrialResult:
     """Count, measure latency and energy (here, unless `measure_here` is False: then another node,
     the target device, measured it: `premeasured`, or it is measured there after training), reject
-    a network over a pre-training limit, train."""
+    a network over a pre-training limit, train (from `resume`, a checkpoint of an earlier rung of
+    the same run, when given)."""
     from .measurement import MeasurementSlot
 
     started = time.perf_counter()
@@ -134,7 +141,11 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
                      **(_measured_metrics(measured) if measured else {})}
     over = [f"{name} {early_metrics[name]:.4g} > {bound:g}" for name, bound in request.limits
             if name in early_metrics and early_metrics[name] > bound]
-    stop = request.early_stopping.callback(request.peer_curves) if request.early_stopping else None
+    if resume is not None and request.until_epochs is None:
+        raise ValueError("a training checkpoint to resume from came with a request that names no rung (until_epochs)")
+    # A scheduled trial (ASHA) is stopped by its scheduler between rungs, never early inside one.
+    stop = (request.early_stopping.callback(request.peer_curves)
+            if request.early_stopping and request.until_epochs is None else None)
     teacher = request.teacher.model() if request.teacher is not None else None
     proxy_metrics, skipped = {}, bool(over)
     if request.prefilter is not None and not over:
@@ -152,7 +163,8 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         outcome = TrainingOutcome(0, 0.0, float("nan"), (), "none", stopped_early=True)
     else:
         outcome = train(model, data.train, data.val, request.training, seed=request.seed, teacher=teacher,
-                        should_stop=stop, step_guard=slot.training_step if measure_here else None)
+                        should_stop=stop, step_guard=slot.training_step if measure_here else None,
+                        until_epochs=request.until_epochs, resume=resume)
     metrics = {
         "val_accuracy": outcome.epoch_val_accuracy[-1] if outcome.epoch_val_accuracy else accuracy(model, data.val),
         # Where the hardware has a meter the objective is measured; the analytic split is kept too.
@@ -174,6 +186,9 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         **({"skipped_by_proxy": 1.0} if skipped and not over else {}),
         **({"rejected_before_training": 1.0} if over else {}),
         **({"supernet_score": 1.0} if one_shot else {}),
+        # An ASHA rung: how far it trained (train_steps) and from which step of the run it went on.
+        **({"rung_epochs": float(request.until_epochs), "resumed_from_step": float(outcome.resumed_from)}
+           if request.until_epochs is not None else {}),
     }
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     energy_source = measured["energy"]["source"] if measured and measured.get("energy") else energy.source
@@ -183,7 +198,7 @@ def evaluate(genotype_json: str, request: EvalRequest, *, measure_here: bool = T
         cost_rows=[{**row, "energy_pj": pj} for row, pj in zip(costs.rows(), energy.by_layer_pj)],
         weights=safetensors_bytes(state), node=platform.node(), pid=os.getpid(), seconds=time.perf_counter() - started,
         stopped_early=outcome.stopped_early, request_fingerprint=request.fingerprint(),
-        rejected=over,
+        rejected=over, checkpoint=outcome.checkpoint,
     )
 
 

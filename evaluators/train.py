@@ -20,6 +20,7 @@ flips), and a `should_stop(epoch, curve)` callback for early stopping (`early_st
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import time
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from .data import Split
 from .distill import distributional_loss
 from .settings import TrainingConfig
 
+CHECKPOINT_VERSION = 1
+
 
 @dataclass(frozen=True)
 class TrainingOutcome:
@@ -43,6 +46,9 @@ class TrainingOutcome:
     recipe: str = "standard"
     stopped_early: bool = False
     device: str = "cpu"
+    # `until_epochs` stopped the run before its end: what `resume` needs to go on (bytes of torch.save).
+    checkpoint: bytes | None = None
+    resumed_from: int = 0  # the step `resume` went on from (0: trained from scratch)
 
 
 def _bits(module: nn.Module, which: str) -> int:
@@ -214,10 +220,32 @@ def _step(model: nn.Module, train_split: Split, batch: torch.Tensor, config: Tra
     return loss.item()
 
 
+def _checkpoint_bytes(model: nn.Module, optimiser, schedule, generator: torch.Generator, step: int,
+                     order: torch.Tensor | None, position: int, curve: list[float]) -> bytes:
+    """Everything a later call needs to go on exactly where this one stopped: the weights (taken
+    after two-step's real-valued phase put the quantizers back, so they load into a freshly built
+    network), the optimiser's moments, the schedule's position, the step, the data order of the
+    epoch in progress and where in it, and the random generators' states."""
+    buffer = io.BytesIO()
+    torch.save({"version": CHECKPOINT_VERSION, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(), "step": step,
+                "order": order, "position": position, "curve": list(curve),
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state()}, buffer)
+    return buffer.getvalue()
+
+
+def _read_checkpoint(data: bytes) -> dict:
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"training checkpoint version {state.get('version')!r}; this code reads {CHECKPOINT_VERSION}")
+    return state
+
+
 def train(model: nn.Module, train_split: Split, val_split: Split, config: TrainingConfig, *, seed: int,
           teacher: nn.Module | None = None,
           should_stop: Callable[[int, list[float]], bool] | None = None,
-          step_guard: Callable[[], ContextManager] | None = None) -> TrainingOutcome:
+          step_guard: Callable[[], ContextManager] | None = None,
+          until_epochs: float | None = None, resume: bytes | None = None) -> TrainingOutcome:
     """Train `model` in place for `config.epochs` (may be fractional); validate after each epoch.
 
     `teacher`: a trained network whose soft labels the student learns (distillation).
@@ -225,63 +253,106 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
     training there (the outcome says `stopped_early`). The model ends on the CPU.
     `step_guard()`: a context entered around every optimiser step and every validation (the node's
     measurement slot: a latency measurement elsewhere on the node pauses training between steps).
+    `until_epochs`: stop after this many epochs of the `config.epochs` run (an ASHA rung), validate
+    there, and return a checkpoint in the outcome; the schedules stay those of the full run, so
+    `resume` from that checkpoint continues the very same run: two calls that stop at e1 and then
+    go on to e2 give the weights one call to e2 gives (tests/test_training.py checks it).
     """
     guard = step_guard or contextlib.nullcontext
     recipe = resolve_recipe(model, config.recipe)
     device = resolve_device(config.device)
+    saved = _read_checkpoint(resume) if resume is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
     model.to(device)
     if teacher is not None:
         teacher.to(device).eval()
     generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
     total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    stop_steps = total_steps if until_epochs is None else min(total_steps, max(1, math.ceil(until_epochs * steps_per_epoch)))
+    step = int(saved["step"]) if saved is not None else 0
     binary_weights = [m for m, bits in quantized_kernels(model) if bits == 1]
     # Two-step training: real-valued weights until `switch_at`, then binary ones (a fresh schedule).
     switch_at = total_steps // 2 if config.two_step and binary_weights and total_steps >= 2 else 0
     real_weights = _RealWeights(binary_weights) if switch_at else None
-    if real_weights:
-        real_weights.enter()
     phase_steps = switch_at or total_steps
     warmup_steps = min(phase_steps // 4, int(round(config.warmup_epochs * steps_per_epoch)))
-    optimiser = _optimiser(model, config, recipe)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _warmup_cosine(phase_steps, max(1, warmup_steps)))
+
+    def second_phase():  # step two's optimiser and schedule, from the weights step one learned
+        rest = total_steps - switch_at
+        optimiser = _optimiser(model, config, recipe)
+        return optimiser, torch.optim.lr_scheduler.LambdaLR(optimiser, _warmup_cosine(rest, max(1, min(rest // 4, warmup_steps))))
+
+    if real_weights and step < switch_at:
+        real_weights.enter()
+    if real_weights and step >= switch_at:  # resumed in step two
+        optimiser, schedule = second_phase()
+    else:
+        optimiser = _optimiser(model, config, recipe)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _warmup_cosine(phase_steps, max(1, warmup_steps)))
+    order, position, curve = None, 0, []
+    if saved is not None:
+        optimiser.load_state_dict(saved["optimiser"])
+        schedule.load_state_dict(saved["schedule"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        order, position, curve = saved["order"], int(saved["position"]), list(saved["curve"])
     clipped = [m.weight for m in binary_weights] if recipe == "binary" else []
     full_epochs = math.ceil(config.epochs)
     calibration = train_split.images[torch.randperm(len(train_split), generator=torch.Generator().manual_seed(seed))
                                      [:config.bn_recalibration]] if config.bn_recalibration > 0 else None
+
+    def validate() -> float:
+        with guard():
+            if calibration is not None:
+                recalibrate_batchnorm(model, calibration)
+            return accuracy(model, val_split)
+
+    resumed_from = step
     model.train()
     started = time.perf_counter()
-    step, loss_value, epoch_accuracies, stopped = 0, float("nan"), [], False
+    loss_value, stopped, checkpoint = float("nan"), False, None
+    # `curve` holds the validations at epoch ends (and at the end of the whole run), the same
+    # whether the run was cut into rungs or not; a rung that ends inside an epoch adds its own
+    # validation to the outcome only.
+    epoch_accuracies = curve
     try:
-        while step < total_steps:
-            order = torch.randperm(len(train_split), generator=generator)
-            for start in range(0, len(order), config.batch_size):
-                batch = order[start:start + config.batch_size]
+        while step < stop_steps:
+            if order is None:  # a new epoch
+                order, position = torch.randperm(len(train_split), generator=generator), 0
+            while position < len(order) and step < stop_steps:
+                batch = order[position:position + config.batch_size]
+                position += config.batch_size
                 with guard():
                     loss_value = _step(model, train_split, batch, config, generator, device, teacher, optimiser,
                                        schedule, clipped, step)
                 step += 1
                 if real_weights and step == switch_at:  # step two: binary weights, from the weights step one learned
                     real_weights.leave()
-                    rest = total_steps - switch_at
-                    optimiser = _optimiser(model, config, recipe)
-                    schedule = torch.optim.lr_scheduler.LambdaLR(
-                        optimiser, _warmup_cosine(rest, max(1, min(rest // 4, warmup_steps))))
-                if step >= total_steps:
+                    optimiser, schedule = second_phase()
+            if position >= len(order) or step >= total_steps:  # an epoch (or the run) ended
+                order = None
+                epoch_accuracies.append(validate())
+                if should_stop is not None and step < total_steps and len(epoch_accuracies) < full_epochs \
+                        and should_stop(len(epoch_accuracies), list(epoch_accuracies)):
+                    stopped = True
                     break
-            with guard():
-                if calibration is not None:
-                    recalibrate_batchnorm(model, calibration)
-                epoch_accuracies.append(accuracy(model, val_split))
-            if should_stop is not None and step < total_steps and len(epoch_accuracies) < full_epochs \
-                    and should_stop(len(epoch_accuracies), list(epoch_accuracies)):
-                stopped = True
-                break
     finally:
         if real_weights and step < switch_at:  # stopped (or failed) in step one: the model stays binary
             real_weights.leave()
+    outcome_curve = list(epoch_accuracies)
+    if until_epochs is not None and step < total_steps:
+        # A rung's end: its accuracy for the scheduler, and where to go on from.
+        checkpoint = _checkpoint_bytes(model, optimiser, schedule, generator, step, order, position, epoch_accuracies)
+        if order is not None:  # inside an epoch: validated here, not part of the run's curve
+            if real_weights and step < switch_at:
+                real_weights.enter()
+            outcome_curve.append(validate())
+            if real_weights and step < switch_at:
+                real_weights.leave()
     model.to("cpu")
     if teacher is not None:
         teacher.to("cpu")
-    return TrainingOutcome(step, time.perf_counter() - started, loss_value, tuple(epoch_accuracies),
-                           recipe, stopped, device.type)
+    return TrainingOutcome(step, time.perf_counter() - started, loss_value, tuple(outcome_curve),
+                           recipe, stopped, device.type, checkpoint, resumed_from)

@@ -218,7 +218,8 @@ def export_trial(study: StudyArchive, trial, data: Dataset, *, artifacts: TrialA
     try:
         retrained = None
         if options.epochs:
-            model, retrained = _retrain(study, genotype, data, options, trial.number)
+            # Under `schedule: asha` every rung of a network trains with its rung-0 trial's seed.
+            model, retrained = _retrain(study, genotype, data, options, int(trial.user_attrs.get("asha_network", trial.number)))
             save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
                       str(staging / "weights.safetensors"))
         else:

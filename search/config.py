@@ -94,6 +94,18 @@ class FootprintSection(_Section):
     grid_intensity_g_per_kwh: float = Field(475.0, ge=0, le=2000)
 
 
+class AshaSection(_Section):
+    """`schedule: asha`: the rung ladder of multi-objective ASHA (search/asha.py). Rung 0 trains
+    `min_epochs`, each rung `eta` times the one below, the top rung `training.epochs`; at each rung
+    the best 1/eta (non-dominated rank, then crowding) continue from their checkpoint."""
+
+    # A fraction of an epoch is allowed: the learning-rate schedule is over the full budget, so a
+    # rung is a point on one training run, not a shorter run of its own.
+    min_epochs: float = Field(0.25, gt=0, le=1000)
+    # 3 as in the ASHA paper: 1/3 of each rung goes on; 2 keeps more, 4 or more prunes harder.
+    eta: int = Field(3, ge=2, le=100)
+
+
 class SearchConfig(_Section):
     study: str = "mnist5k-default"
     trials: int = Field(20, ge=1, le=100_000)
@@ -121,6 +133,11 @@ class SearchConfig(_Section):
     # a trial then costs seconds. Either way latency is measured on the target for every network.
     evaluation: Literal["scratch", "supernet"] = "scratch"
     supernet: SupernetConfig = Field(default_factory=SupernetConfig)
+    # How long each trial trains: `none` trains every network for `training.epochs` (early stopping
+    # may end it sooner); `asha` trains new networks for `asha.min_epochs` and continues the best
+    # 1/eta of each rung from their checkpoints, up to `training.epochs` (search/scheduling.py).
+    schedule: Literal["none", "asha"] = "none"
+    asha: AshaSection = Field(default_factory=AshaSection)
     # Finalists: once the trials are done, the front is trained again from scratch for
     # `final_epochs` (null: training.epochs), at most `finalists` networks, and the reference
     # architectures are trained for the same epochs; the reported front is made of finalists.
@@ -186,6 +203,17 @@ class SearchConfig(_Section):
         missing = [name for name in self.objectives if name not in self.hypervolume_reference]
         if missing:
             raise ValueError(f"hypervolume_reference has no value for objective {missing[0]!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _asha_makes_sense(self) -> SearchConfig:
+        if self.schedule != "asha":
+            return self
+        if self.evaluation != "scratch":
+            raise ValueError("schedule asha needs evaluation scratch (a supernet score has no epochs to schedule)")
+        if self.asha.min_epochs >= self.training.epochs:
+            raise ValueError(f"asha.min_epochs ({self.asha.min_epochs:g}) must be below training.epochs "
+                             f"({self.training.epochs:g}), the top rung")
         return self
 
     @field_validator("references")
@@ -262,6 +290,7 @@ MAX_CONFIG_BYTES = 1 << 20
 # Flags that override config keys: flag destination -> dotted key.
 FLAG_KEYS = {"study": "study", "trials": "trials", "time_budget_s": "time_budget_s", "epochs": "training.epochs", "workers": "workers",
              "seed": "seed", "results": "results", "storage": "storage", "sampler": "sampler",
+             "schedule": "schedule",
              "ray_address": "ray.address", "tracking_uri": "tracking_uri"}
 
 

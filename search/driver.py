@@ -10,6 +10,10 @@ What survives what:
 - the driver itself killed: running the same command again resumes; trials it left running are
   failed, their MLflow runs marked KILLED, and their networks queued again;
 - the same network proposed twice: it is not trained again; the earlier result is reused.
+
+With `schedule: asha` (search/scheduling.py says how rungs map to trials), a free worker first asks
+the scheduler for a promotion, which continues a network from its checkpoint to the next rung as
+a new trial; only when there is none does it ask the sampler for a new network at rung 0.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .ray_runtime import RayRuntime
 from .references import record_reference, references_to_evaluate
 from .finalists import choose_finalists
 from .report import FINAL
+from .scheduling import AshaPlan
 from .requests import REFERENCE_SEED_BASE, data_options, eval_request, teacher_spec
 from .services import check_ray_address, check_tracking_uri
 from .storage import describe_storage
@@ -68,6 +73,11 @@ class ReferenceInFlight:
     started: float
 
 
+def _counts(trial) -> bool:
+    """Counts towards `trials`: any trial but an ASHA promotion (a network trained further)."""
+    return not trial.user_attrs.get("asha_rung")
+
+
 def _reusable(trials) -> dict[str, Reusable]:
     """Genotype hash -> the result an identical network proposed again reuses."""
     return {t.user_attrs["genotype_hash"]: Reusable(t.number, dict(t.user_attrs)) for t in trials
@@ -86,10 +96,11 @@ class _SearchLoop:
 
     def __init__(self, config: SearchConfig, study: optuna.Study, recorder: TrialRecorder, views: StudyViews,
                  tracker: StudyTracker, lease: DriverLease, geometry: dict, out: Callable[[str], None],
-                 deadline: float | None = None):
+                 asha: AshaPlan | None = None, deadline: float | None = None):
         self.config, self.study, self.recorder, self.views = config, study, recorder, views
         self.footprint = recorder.footprint
         self.tracker, self.lease, self.geometry, self.out = tracker, lease, geometry, out
+        self.asha = asha  # `schedule: asha`: the scheduler; None trains every trial to the end
         self.pending: dict = {}                        # Ray ref -> TrialInFlight
         self.references: dict = {}                     # Ray ref -> ReferenceInFlight
         self.reference_queue = list(references_to_evaluate(config.references, geometry, study).items())
@@ -107,7 +118,7 @@ class _SearchLoop:
                              if self.proxy_key in t.user_attrs.get("metrics", {}) and "duplicate_of" not in t.user_attrs]
         # Counted here rather than read back from the storage each time: the driver is the study's
         # only writer (the lease sees to that), and a database round trip per step adds up.
-        self.completed_before = len(completed)
+        self.completed_before = sum(_counts(t) for t in completed)
         self.failures, self.finished, self.last_error, self.ray_died = 0, 0, "", False
         self.started = time.monotonic()
         self.frame = pd.DataFrame()
@@ -144,6 +155,13 @@ class _SearchLoop:
         """Trials dispatched or waiting on an identical network (references not counted)."""
         return len(self.pending) + sum(len(w) for w in self.waiting.values())
 
+    def proposals_in_flight(self) -> int:
+        """In flight and counted towards the budget: ASHA promotions are not."""
+        return self.in_flight() - sum(item.continues for item in self.pending.values())
+
+    def promotions_left(self) -> bool:
+        return self.asha is not None and not self.final and self.asha.has_work()
+
     def busy(self) -> int:
         """Worker slots taken."""
         return len(self.pending) + len(self.references)
@@ -152,7 +170,7 @@ class _SearchLoop:
         ready: list = []
         while True:
             self.lease.refresh()
-            if ((self.completed() >= self.target or self.out_of_time())
+            if (((self.completed() >= self.target and not self.promotions_left()) or self.out_of_time())
                     and not self.in_flight() and not self.references):
                 self._announce()
                 return
@@ -180,12 +198,19 @@ class _SearchLoop:
             self._dispatch_reference(remote_evaluate)
         if self.out_of_time() and not self.deadline_told:
             self.deadline_told = True
-            self.out(f"time budget of {format_duration(self.config.time_budget_s)} spent: no new trials "
+            self.out(f"time budget of {format_duration(self.config.time_budget_s)} spent: no new trials or promotions "
                      f"({self.completed()} completed, {self.in_flight()} finishing)")
-        while (self.busy() - finishing < self.config.workers and self.completed() + self.in_flight() < self.target
-               and not self.out_of_time()):
+        while self.busy() - finishing < self.config.workers and not self.out_of_time():
             with interrupts.shielded():  # asked and dispatched (or resolved), or not asked at all
-                self._ask_and_dispatch(remote_evaluate)
+                # A promotion first (ASHA's top-down order finishes promising networks first); else a
+                # new network while the budget allows. A worker never waits for a rung to fill.
+                job = self.asha.next_job() if self.asha is not None and not self.final else None
+                if job is not None:
+                    self._promote(remote_evaluate, job)
+                elif self.completed() + self.proposals_in_flight() < self.target:
+                    self._ask_and_dispatch(remote_evaluate)
+                else:
+                    break
 
     def _dispatch_reference(self, remote_evaluate) -> None:
         name, genotype = self.reference_queue.pop(0)
@@ -214,7 +239,11 @@ class _SearchLoop:
         if self.final:  # the next finalist: its network fixed, asked as a trial of its own
             fixed, source = self.final_queue.pop(0)
             self.study.enqueue_trial(fixed, user_attrs={"finalist_of": source})
-        trial = self.study.ask()
+        self._dispatch_proposal(remote_evaluate, self.study.ask())
+
+    def _dispatch_proposal(self, remote_evaluate, trial: optuna.Trial) -> None:
+        """A network the sampler proposed (or a queued retry or finalist): evaluate it, or reuse an
+        identical network's result, or wait for an identical one in flight."""
         params = {name: trial.suggest_categorical(name, choices) for name, choices in self.config.space.choices().items()}
         trial.set_user_attr("fidelity", FINAL if self.final else self.config.evaluation)
         genotype = self.config.space.decode(params, **self.geometry)
@@ -227,13 +256,51 @@ class _SearchLoop:
         elif any(p.genotype.hash() == key for p in self.pending.values()):
             self.waiting.setdefault(key, []).append(item)
         else:
-            self._dispatch(remote_evaluate, item)
+            self._dispatch_new(remote_evaluate, item)
 
-    def _dispatch(self, remote_evaluate, item: TrialInFlight) -> None:
+    def _dispatch_new(self, remote_evaluate, item: TrialInFlight) -> None:
+        """Dispatch a network not evaluated before: under ASHA, at rung 0, as a network of its own."""
+        if self.asha is not None and not self.final:
+            item.network = item.trial.number
+            item.trial.set_user_attr("asha_network", item.network)
+            item.trial.set_user_attr("asha_rung", 0)
+        self._dispatch(remote_evaluate, item)
+
+    def _promote(self, remote_evaluate, job) -> None:
+        """Continue network `job.trial_id` to rung `job.rung_index` as a new trial with the same
+        params, from the checkpoint of its last rung (never through the duplicate check)."""
+        previous = self.asha.latest[job.trial_id]
+        params = self.study.trials[previous].params
+        attrs = {"asha_network": job.trial_id, "asha_rung": job.rung_index, "promoted_from": previous}
+        # A driver that died between queueing this promotion and asking for it left it queued: use that one.
+        if not any(all(t.user_attrs.get(k) == v for k, v in attrs.items())
+                   for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))):
+            self.study.enqueue_trial(params, user_attrs=attrs)
+        trial = self.study.ask()
+        # The queue is first in, first out: a retry queued before this promotion comes out first. It
+        # is a proposal like any (within the budget: it replaces the trial that failed).
+        while trial.user_attrs.get("promoted_from") != previous or trial.user_attrs.get("asha_rung") != job.rung_index:
+            self._dispatch_proposal(remote_evaluate, trial)
+            trial = self.study.ask()
+        params = {name: trial.suggest_categorical(name, choices) for name, choices in self.config.space.choices().items()}
+        trial.set_user_attr("fidelity", self.config.evaluation)
+        genotype = self.config.space.decode(params, **self.geometry)
+        item = TrialInFlight(trial, genotype, params, time.monotonic(), 1, rung=job.rung_index, network=job.trial_id)
+        self.recorder.start(item)
+        self.out(f"asha: trial {previous} promoted to rung {job.rung_index}/{self.asha.top} "
+                 f"({job.to_epochs:.3g} ep) as trial {trial.number}")
+        self._dispatch(remote_evaluate, item, checkpoint=self.asha.read_checkpoint(job.trial_id))
+
+    def _dispatch(self, remote_evaluate, item: TrialInFlight, checkpoint: bytes | None = None) -> None:
         # Finalists are the front: trained to the end, never stopped early or skipped by a proxy.
-        request = eval_request(self.config, item.trial.number, peer_curves=() if self.final else tuple(self.curves),
-                               proxy_scores=() if self.final else self.proxy_scores, final=self.final)
-        self.pending[remote_evaluate.remote(item.genotype.to_json(), request, self.config.plugins)] = item
+        # Under ASHA the scheduler stops networks, not early stopping; a network keeps its rung-0
+        # trial's seed at every rung (one training run, cut into rungs).
+        scheduled = item.network is not None
+        request = eval_request(self.config, item.network if scheduled else item.trial.number,
+                               peer_curves=() if self.final or scheduled else tuple(self.curves),
+                               proxy_scores=() if self.final or item.continues else self.proxy_scores, final=self.final,
+                               until_epochs=self.asha.rungs[item.rung] if scheduled else None)
+        self.pending[remote_evaluate.remote(item.genotype.to_json(), request, self.config.plugins, checkpoint)] = item
 
     def _collect(self, runtime: RayRuntime, remote_evaluate, ref) -> None:
         item = self.pending.pop(ref)
@@ -246,12 +313,16 @@ class _SearchLoop:
             if waiters:  # the identical network still has to be evaluated: the first waiter does it
                 first, rest = waiters[0], waiters[1:]
                 first.started = time.monotonic()
-                self._dispatch(remote_evaluate, first)
+                self._dispatch_new(remote_evaluate, first)
                 if rest:
                     self.waiting[key] = rest
             return
+        if item.network is not None:  # its checkpoint on disk before the study is told of the rung
+            self.asha.completed(item.network, item.rung, item.trial.number, result.metrics, result.checkpoint)
         self.known[key] = self.recorder.success(item, result)
-        if result.epoch_val_accuracy and not _one_shot(result.metrics):
+        if item.network is not None:
+            self.asha.reported(item.network, item.rung, item.trial.number, result.metrics)
+        if result.epoch_val_accuracy and not _one_shot(result.metrics) and item.network is None:
             self.curves.append(tuple(result.epoch_val_accuracy))
         if self.proxy_key in result.metrics:
             self.proxy_scores.append(result.metrics[self.proxy_key])
@@ -266,13 +337,17 @@ class _SearchLoop:
         self.recorder.failure(item, self.last_error)
         if runtime.worker_lost(error) and runtime.local_node_died(error):
             # Every trial sent to a dead local node would fail the same way: stop now.
-            self.recorder.requeue(item.params, retry_of=item.trial.number, attempt=item.attempt + 1)
+            if not item.continues:  # a promotion stays pending in the scheduler's state and runs again
+                self.recorder.requeue(item.params, retry_of=item.trial.number, attempt=item.attempt + 1)
             self.ray_died = True
             raise LocalRayDied(f"the local Ray node died ({self.last_error}); the {self.completed()} completed "
                                f"trial(s) are kept: run the same command again to resume")
-        retry = runtime.worker_lost(error) and item.attempt <= self.config.retries
+        # A promotion is reported failed rather than retried: ASHA takes one result per rung.
+        retry = runtime.worker_lost(error) and item.attempt <= self.config.retries and not item.continues
         if retry:
             self.recorder.requeue(item.params, retry_of=item.trial.number, attempt=item.attempt + 1)
+        elif item.network is not None:
+            self.asha.reported(item.network, item.rung, item.trial.number, None)
         self.out(f"trial {item.trial.number} failed: {self.last_error}"
                  + (f" (worker lost; running it again, attempt {item.attempt + 1})" if retry else ""))
         if self.failures > self.config.max_failures:
@@ -281,9 +356,12 @@ class _SearchLoop:
 
     def _report(self, item: TrialInFlight, metrics: dict, note: str = "") -> None:
         """Count a recorded trial; its progress line waits for the next `_announce`."""
-        self.finished += 1
+        if not item.continues:  # promotions do not count towards `trials`
+            self.finished += 1
         if not note:  # evaluated here (a duplicate costs nothing)
             self.trial_seconds.append(time.monotonic() - item.started)
+        if item.network is not None and not note:
+            note = f"{self.asha.status_note(item.network, item.rung)}, {time.monotonic() - item.started:.1f}s"
         shown = "  ".join(f"{o.name} {v:.4g}" for o, v in zip(self.recorder.objectives, self.recorder.values(metrics)))
         self.unannounced.append((self.completed(), item.trial.number, shown,
                                  note or f"{time.monotonic() - item.started:.1f}s"))
@@ -390,7 +468,8 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         recorder = TrialRecorder(study, tracker, objectives, config, footprint, data.num_classes)
         views = StudyViews(study, tracker, objectives, config)
         recover_interrupted_trials(study, tracker, recorder, out)
-        loop = _SearchLoop(config, study, recorder, views, tracker, lease, geometry, out,
+        asha = AshaPlan(config, study, objectives, data.num_classes, out) if config.schedule == "asha" else None
+        loop = _SearchLoop(config, study, recorder, views, tracker, lease, geometry, out, asha,
                            deadline=started + config.time_budget_s if config.time_budget_s else None)
 
         def outcome(completed: int, failed: int, interrupted: bool, frame, volume) -> SearchOutcome:
@@ -403,7 +482,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         out(f"study {config.study!r} in {storage_name}: {loop.completed_before}/{config.trials} trials completed; "
             f"space of {config.space.size():,} genotypes; objectives "
             f"{', '.join(f'{o.name} ({o.direction[:3]})' for o in objectives)}")
-        if (loop.completed_before >= config.trials and not loop.reference_queue
+        if (loop.completed_before >= config.trials and not loop.reference_queue and not loop.promotions_left()
                 and not (config.has_finalists and choose_finalists(study, objectives, config.finalists))):
             out(f"nothing to do: the study already has {loop.completed_before} completed trials (raise --trials to continue)")
             frame, volume = views.refresh(final=True)
@@ -422,6 +501,8 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
                 if config.evaluation == "supernet":
                     remote_evaluate.supernet = _supernet(runtime, config, geometry, tracker, out)
                 loop.run(runtime, remote_evaluate, interrupts)
+                if asha is not None:
+                    asha.finish()
                 chosen = choose_finalists(study, objectives, config.finalists) if config.has_finalists else []
                 if chosen:
                     out(f"finalists: {len(chosen)} network(s) of the trials' front trained again from scratch for "

@@ -71,13 +71,14 @@ def _release_freed_memory() -> None:
 
 
 def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...], latency_resource: str | None = None,
-                      latency_timeout_s: float = 600.0, teacher=None, supernet=None):
+                      latency_timeout_s: float = 600.0, teacher=None, supernet=None, checkpoint: bytes | None = None):
     """The Ray task: import the user's plugins, evaluate, and say which Ray node did it. With a
     `latency_resource`, training happens here and the latency is measured by a second task on the
     node that offers that resource (the target device), within `latency_timeout_s`. `teacher`: the
     study's distillation teacher, passed as an object reference that Ray resolves from its object
     store (one copy per node, not one per request); `supernet`: the study's supernet weights, the
-    same way, for requests that are scored from it."""
+    same way, for requests that are scored from it; `checkpoint`: an ASHA promotion's training state
+    at its previous rung (an object reference too: Ray hands the task the bytes)."""
     import dataclasses
     import importlib
 
@@ -101,7 +102,8 @@ def _evaluate_on_node(genotype_json: str, request, plugins: tuple[str, ...], lat
     # The evaluation's energy, measured here on the worker (a latency measured on another node
     # is not part of it).
     with FootprintMeter(request.footprint) as meter:
-        result = evaluate(genotype_json, request, measure_here=latency_resource is None, premeasured=premeasured)
+        result = evaluate(genotype_json, request, measure_here=latency_resource is None, premeasured=premeasured,
+                          resume=checkpoint)
     result.footprint = meter.footprint.as_dict() if meter.footprint else None
     _release_freed_memory()
     result.node = _node_name()
@@ -148,10 +150,12 @@ class _Evaluator:
         self.teacher = teacher  # an object reference, or None
         self.supernet = None    # an object reference once the study's supernet is trained
 
-    def remote(self, genotype_json: str, request, plugins: tuple[str, ...]):
+    def remote(self, genotype_json: str, request, plugins: tuple[str, ...], checkpoint: bytes | None = None):
         supernet = self.supernet if request.supernet_config is not None else None
+        # Put in the object store once, so the bytes travel as a reference, not inside the task spec.
+        resume = ray.put(checkpoint) if checkpoint is not None else None
         return self.task.remote(genotype_json, request, plugins, self.latency_resource, self.latency_timeout_s,
-                                self.teacher, supernet)
+                                self.teacher, supernet, resume)
 
 
 @contextmanager

@@ -25,26 +25,31 @@ def trials_frame(study: optuna.Study, objectives: list[Objective], *, among: str
     from the final budget; a trial's may be a one-shot score), else the trials'. `among="trials"`:
     the front of the trials alone, from which finalists are chosen."""
     rows = []
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+    completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    # `schedule: asha`: a trial whose network a completed promotion trained further is superseded by
+    # it; a network is judged at its highest completed rung only (search/scheduling.py).
+    superseded = {t.user_attrs["promoted_from"] for t in completed if "promoted_from" in t.user_attrs}
+    for trial in completed:
         metrics = trial.user_attrs.get("metrics", {})
         broken = violations(trial.user_attrs.get("constraints", {}))
         row = {"trial": trial.number, "feasible": not broken, "violates": ", ".join(broken),
                "duplicate_of": trial.user_attrs.get("duplicate_of"),
                "stopped_early": bool(trial.user_attrs.get("stopped_early", False)),
                "genotype": trial.user_attrs.get("genotype_short", ""),
-               "fidelity": trial.user_attrs.get("fidelity", "scratch")}
+               "fidelity": trial.user_attrs.get("fidelity", "scratch"),
+               "asha_rung": trial.user_attrs.get("asha_rung"), "superseded": trial.number in superseded}
         row.update({o.name: value for o, value in zip(objectives, trial.values)})
         row.update({c: metrics[c] for c in COST_COLUMNS if c in metrics})
         rows.append(row)
     columns = ["trial", *[o.name for o in objectives], *COST_COLUMNS, "feasible", "violates", "duplicate_of",
-               "stopped_early", "genotype", "fidelity"]
+               "stopped_early", "genotype", "fidelity", "asha_rung", "superseded"]
     frame = pd.DataFrame(rows, columns=columns)
     # One point per distinct network: duplicates repeat their original's result.
     # Trials stopped early (evaluators/early_stopping.py) trained for fewer epochs: their accuracy is
     # not comparable, so the front is built from fully trained trials only.
     finals = among == "reported" and any(row["fidelity"] == FINAL for row in rows)
     candidates = [i for i, row in enumerate(rows)
-                  if row["feasible"] and row["duplicate_of"] is None and not row["stopped_early"]
+                  if row["feasible"] and row["duplicate_of"] is None and not row["stopped_early"] and not row["superseded"]
                   and (row["fidelity"] == FINAL) == finals]
     vectors = [[o.minimised(rows[i][o.name]) for o in objectives] for i in candidates]
     front = {candidates[i] for i in pareto_indices(vectors)}

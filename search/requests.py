@@ -71,14 +71,15 @@ def prefilter(config: SearchConfig, proxy_scores: Sequence[float]):
 
 def eval_request(config: SearchConfig, seed_offset: int, *, teacher=None,
                  peer_curves: tuple[tuple[float, ...], ...] = (), proxy_scores: Sequence[float] = (),
-                 final: bool = False):
+                 final: bool = False, until_epochs: float | None = None):
     """What one evaluation needs. `seed_offset`: the trial number (negative for references);
     `teacher`: the loaded teacher, or None where the worker receives it apart (the driver shares one
     copy through Ray's object store); `peer_curves`: per-epoch validation accuracy of finished
     trials, from which the worker decides to stop early (it never talks to the study);
     `proxy_scores`: earlier trials' zero-cost proxy, for the optional pre-filter; `final`: a
     finalist or reference architecture, trained from scratch for the final epochs (else a trial,
-    scored from the supernet under `evaluation: supernet`)."""
+    scored from the supernet under `evaluation: supernet`); `until_epochs`: an ASHA rung, where the
+    worker stops the `training.epochs` run and returns a checkpoint."""
     from bitnas.evaluators.evaluate import EvalRequest
 
     return EvalRequest(
@@ -90,6 +91,7 @@ def eval_request(config: SearchConfig, seed_offset: int, *, teacher=None,
         prefilter=prefilter(config, proxy_scores), footprint=config.footprint.enabled,
         limits=pre_training_limits(config),
         supernet_config=config.supernet if config.evaluation == "supernet" and not final else None,
+        until_epochs=until_epochs,
     )
 
 

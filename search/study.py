@@ -51,8 +51,12 @@ def recover_interrupted_trials(study: optuna.Study, tracker: StudyTracker, recor
     for trial in stale:
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         tracker.kill_trial(trial.number, params=trial.params, error="the search driver stopped")
-        if trial.params:
+        # An ASHA promotion is not queued as a new trial: the scheduler's saved state still holds it
+        # as handed out and not reported, and the driver runs it again from its checkpoint.
+        if trial.params and not trial.user_attrs.get("asha_rung"):
             recorder.requeue(trial.params, retry_of=trial.number, attempt=int(trial.user_attrs.get("attempt", 1)) + 1)
     if stale:
+        promotions = sum(bool(t.user_attrs.get("asha_rung")) for t in stale)
         out(f"an earlier search of this study stopped with {len(stale)} trial(s) running: "
-            f"marked them failed and queued their networks again")
+            f"marked them failed and queued their networks again"
+            + (f" ({promotions} ASHA promotion(s): run again from their checkpoints)" if promotions else ""))

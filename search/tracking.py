@@ -21,6 +21,7 @@ from bitnas.redact import MASK, redact_url
 ROLE_TAG, STUDY_TAG, TRIAL_TAG = "bitnas.role", "bitnas.study", "bitnas.trial_number"
 PARENT_TAG = "mlflow.parentRunId"
 PARETO_TAG = "pareto"  # "true" on the runs of the current Pareto front, "false" on other completed trials
+ASHA_TRIALS_TAG = "bitnas.asha_trials"  # on a network's run under schedule: asha: the trials that continued it
 DB_NAME, ARTIFACTS_DIR = "mlflow.db", "mlartifacts"
 
 for noisy in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
@@ -48,8 +49,13 @@ def _flatten(prefix: str, value: object) -> Iterable[tuple[str, str]]:
 
 
 def find_trial_run_id(client: MlflowClient, experiment_id: str, trial_number: int) -> str | None:
+    """The run of a trial: its own, or (`schedule: asha`) the run of the network it continues, whose
+    `bitnas.asha_trials` tag lists every trial that trained that network further (",7,12,")."""
     runs = client.search_runs([experiment_id], f"tags.`{ROLE_TAG}` = 'trial' AND tags.`{TRIAL_TAG}` = '{trial_number}'",
                               max_results=1)
+    if not runs:
+        runs = client.search_runs([experiment_id], f"tags.`{ROLE_TAG}` = 'trial' AND "
+                                                   f"tags.`{ASHA_TRIALS_TAG}` LIKE '%,{trial_number},%'", max_results=1)
     return runs[0].info.run_id if runs else None
 
 
@@ -101,6 +107,20 @@ class StudyTracker:
         self._log_files(run_id, {"genotype.json": genotype_json, "genotype.txt": genotype_short + "\n"})
         return run_id
 
+    def continue_trial(self, network: int, number: int) -> str:
+        """`schedule: asha`: trial `number` trains network `network` (its rung-0 trial) further. One
+        MLflow run per network: the network's run is reopened (RUNNING) and lists `number` in its
+        `bitnas.asha_trials` tag, so the trial's metrics (logged at step = rung) and latest
+        weights land there, and `find_trial_run_id(number)` finds it."""
+        run_id = find_trial_run_id(self.client, self.experiment_id, network)
+        if run_id is None:
+            raise LookupError(f"no MLflow run for trial {network} of study {self.study!r}, which trial {number} continues")
+        listed = self.client.get_run(run_id).data.tags.get(ASHA_TRIALS_TAG, ",")
+        if f",{number}," not in listed:
+            self.client.set_tag(run_id, ASHA_TRIALS_TAG, f"{listed}{number},")
+        self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
     def _trial_run(self, number: int, tags: dict[str, str]) -> str:
         """The trial's child run, found by its tags or made now."""
         run_id = find_trial_run_id(self.client, self.experiment_id, number)
@@ -122,18 +142,19 @@ class StudyTracker:
 
     def finish_trial(self, number: int, *, status: str, metrics: dict[str, float] | None = None,
                      epoch_accuracy: list[float] | None = None, files: dict[str, bytes | str] | None = None,
-                     tags: dict[str, str] | None = None) -> None:
-        """Record the outcome on the trial's run and close it: FINISHED, FAILED or KILLED."""
+                     tags: dict[str, str] | None = None, step: int = 0) -> None:
+        """Record the outcome on the trial's run and close it: FINISHED, FAILED or KILLED. `step`:
+        the ASHA rung, so that a network's run holds each rung's metrics as one step."""
         run_id = find_trial_run_id(self.client, self.experiment_id, number)
         if run_id is None:
             raise LookupError(f"no MLflow run for trial {number} of study {self.study!r}")
         self.finish_trial_run(run_id, status=status, metrics=metrics, epoch_accuracy=epoch_accuracy, files=files,
-                              tags=tags)
+                              tags=tags, step=step)
 
     def finish_trial_run(self, run_id: str, *, status: str, metrics: dict[str, float] | None = None,
                          epoch_accuracy: list[float] | None = None, files: dict[str, bytes | str] | None = None,
-                         tags: dict[str, str] | None = None) -> None:
-        metric_list = [Metric(k, float(v), 0, 0) for k, v in (metrics or {}).items()]
+                         tags: dict[str, str] | None = None, step: int = 0) -> None:
+        metric_list = [Metric(k, float(v), 0, step) for k, v in (metrics or {}).items()]
         metric_list += [Metric("val_accuracy_epoch", float(a), 0, step) for step, a in enumerate(epoch_accuracy or [], 1)]
         tag_list = [RunTag(k, v[:5000]) for k, v in (tags or {}).items()]
         self.client.log_batch(run_id, metrics=metric_list, tags=tag_list)

@@ -39,6 +39,15 @@ class TrialInFlight:
     params: dict
     started: float
     attempt: int
+    # `schedule: asha`: the rung this trial trains to, and the network (its rung-0 trial's number,
+    # which is also its MLflow run and its training seed); None without a schedule.
+    rung: int = 0
+    network: int | None = None
+
+    @property
+    def continues(self) -> bool:
+        """An ASHA promotion: a network trained further from its checkpoint, in its network's run."""
+        return self.network is not None and self.network != self.trial.number
 
 
 def search_tags(genotype: Genotype, config: SearchConfig) -> dict[str, str]:
@@ -78,6 +87,9 @@ class TrialRecorder:
         trial.set_user_attr("genotype_hash", genotype.hash())
         trial.set_user_attr("genotype_short", genotype.short())
         trial.set_user_attr("attempt", item.attempt)
+        if item.continues:
+            self.tracker.continue_trial(item.network, trial.number)
+            return
         self.tracker.start_trial(trial.number, params=item.params, genotype_json=genotype.to_json(indent=2),
                                  genotype_short=genotype.short(), genotype_hash=genotype.hash(),
                                  tags={"bitnas.attempt": str(item.attempt), **search_tags(genotype, self.config)})
@@ -116,7 +128,8 @@ class TrialRecorder:
             item.trial.set_user_attr(FOOTPRINT_ATTR, footprint)
         self.tracker.finish_trial(
             item.trial.number, status="FINISHED", metrics={**result.metrics, **run_metrics(footprint)},
-            epoch_accuracy=result.epoch_val_accuracy,
+            # Under ASHA the rung's metrics are the run's step `rung`; its curve ends at the rung, not an epoch.
+            epoch_accuracy=None if item.network is not None else result.epoch_val_accuracy, step=item.rung,
             files={"weights.safetensors": result.weights, "costs.csv": pd.DataFrame(result.cost_rows).to_csv(index=False),
                    "latency.json": pd.Series(result.latency).to_json(indent=2),
                    "energy.json": energy_breakdown(result)},
