@@ -277,8 +277,10 @@ class SearchConfig(_Section):
 
     @property
     def has_finalists(self) -> bool:
-        return self.evaluation == "supernet" or (self.final_epochs is not None
-                                                 and self.final_epochs != self.training.epochs)
+        # One-shot scores and ASHA's lower rungs are not the final budget's accuracy (a network
+        # stopped at rung 0 can be on the trials' front): their front is retrained.
+        return self.evaluation == "supernet" or self.schedule == "asha" or (
+            self.final_epochs is not None and self.final_epochs != self.training.epochs)
 
     @property
     def results_dir(self) -> Path:

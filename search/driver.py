@@ -141,8 +141,13 @@ class _SearchLoop:
         self.target = len(finals) + len(chosen)
 
     def out_of_time(self) -> bool:
-        """The trial phase's time budget is spent (finalists are never cut short by it)."""
-        return not self.final and self.deadline is not None and time.monotonic() >= self.deadline
+        """The trial phase's time budget is spent (finalists are never cut short by it); said once."""
+        spent = not self.final and self.deadline is not None and time.monotonic() >= self.deadline
+        if spent and not self.deadline_told:
+            self.deadline_told = True
+            self.out(f"time budget of {format_duration(self.config.time_budget_s)} spent: no new trials or promotions "
+                     f"({self.completed()} completed, {self.in_flight()} finishing)")
+        return spent
 
     def completed(self) -> int:
         """Completed in the current phase (trials, or finalists)."""
@@ -196,10 +201,6 @@ class _SearchLoop:
         trials, the budget allows)."""
         while self.reference_queue and self.busy() - finishing < self.config.workers:
             self._dispatch_reference(remote_evaluate)
-        if self.out_of_time() and not self.deadline_told:
-            self.deadline_told = True
-            self.out(f"time budget of {format_duration(self.config.time_budget_s)} spent: no new trials or promotions "
-                     f"({self.completed()} completed, {self.in_flight()} finishing)")
         while self.busy() - finishing < self.config.workers and not self.out_of_time():
             with interrupts.shielded():  # asked and dispatched (or resolved), or not asked at all
                 # A promotion first (ASHA's top-down order finishes promising networks first); else a

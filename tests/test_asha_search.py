@@ -13,7 +13,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from bitnas.search.asha import AshaSchedule, MultiObjectiveAsha
-from bitnas.search.config import ConfigError, load_config
+from bitnas.search.config import ConfigError, SearchConfig, load_config
+from bitnas.search.objectives import objectives_for
+from bitnas.search.report import trials_frame
 from bitnas.search.tracking import tracking_uri
 from conftest import TINY_SPACE, search_in_process
 
@@ -65,7 +67,9 @@ def test_an_asha_search_promotes_stops_resumes_and_judges_networks_at_their_high
     assert "promoted to rung 1/2" in text and "stopped trial(s)" in text, text
     assert "rung 0/2 (0.0556 ep)" in text
     study = load(results, "asha")
-    done = study.get_trials(states=(TrialState.COMPLETE,))
+    everything = study.get_trials(states=(TrialState.COMPLETE,))
+    done = [t for t in everything if t.user_attrs.get("fidelity") != "final"]
+    finals = [t for t in everything if t.user_attrs.get("fidelity") == "final"]
     assert sum(t.user_attrs.get("asha_rung", 0) == 0 for t in done) == 9
     promotions = check_promotions(study)
     assert any(t.user_attrs["asha_rung"] == 1 for t in promotions)
@@ -76,16 +80,20 @@ def test_an_asha_search_promotes_stops_resumes_and_judges_networks_at_their_high
     for trial in promotions:
         assert statuses[str(trial.user_attrs["promoted_from"])] == "promoted"
     assert "stopped" in statuses.values()
-    # The front: no network judged at a rung below one it completed
-    frame = outcome.frame
+    # The trials' front: no network judged at a rung below one it completed; the reported front:
+    # that front retrained at the final budget (a network stopped at rung 0 may be on it).
+    frame = trials_frame(study, objectives_for(SearchConfig.model_validate(asha_config()).objectives),
+                         among="trials")
     front = frame[frame["pareto"]]
     superseded = {t.user_attrs["promoted_from"] for t in promotions}
     assert len(front) and not set(front["trial"]) & superseded and not front["superseded"].any()
+    assert finals and set(outcome.frame[outcome.frame["pareto"]]["fidelity"]) == {"final"}
+    assert {t.user_attrs["finalist_of"] for t in finals} <= set(front["trial"])
     # One MLflow run per network, holding each rung's metrics as a step
     client, runs = network_runs(results, "asha")
     networks = {t.user_attrs["asha_network"] for t in done if "asha_network" in t.user_attrs}
     duplicates = [t for t in done if "duplicate_of" in t.user_attrs]
-    assert len(runs) == len(networks) + len(duplicates)
+    assert len(runs) == len(networks) + len(duplicates) + len(finals)
     for trial in promotions:
         run = next(r for r in runs if r.data.tags["bitnas.trial_number"] == str(trial.user_attrs["asha_network"]))
         assert f",{trial.number}," in run.data.tags["bitnas.asha_trials"] and run.info.status == "FINISHED"

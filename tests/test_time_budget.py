@@ -11,13 +11,15 @@ from conftest import search_in_process, shared_study_config
 
 def test_a_spent_time_budget_proposes_no_trial_but_still_trains_the_finalists(tmp_path, local_ray):
     results = tmp_path / "results"
-    config = shared_study_config(final_epochs=0.3, finalists=2)
+    config = shared_study_config()
     outcome, _ = search_in_process(config, results, "timed", 2)
     assert outcome.completed == 2
     # Resumed with room for 8 more trials but no time: none is proposed, the front is retrained.
-    outcome, lines = search_in_process({**config, "time_budget_s": 0.001}, results, "timed", 10)
+    timed = {**config, "time_budget_s": 0.001, "final_epochs": 0.3, "finalists": 2}
+    outcome, lines = search_in_process(timed, results, "timed", 10)
     text = "\n".join(lines)
-    assert "time budget of 0:00 spent: no new trials" in text, text
+    assert "time budget of 0:00 spent: no new trials or promotions (2 completed, 0 finishing)" in text, text
+    assert "finalists:" in text, text
     assert outcome.completed == 2 and not outcome.interrupted
     study = optuna.load_study(study_name="timed", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(results / "optuna.journal"))))
