@@ -47,6 +47,7 @@ SHARED_TRIALS = 3
 def shared_study_config(**overrides) -> dict:
     """The config (as YAML data) of the shared study: digits, 3 trials, random sampler, seed 3."""
     return {"dataset": "digits", "workers": 2, "references": [], "seed": 3, "sampler": "random",
+            "evaluation": "scratch", "schedule": "none",
             "training": {"epochs": 0.5, "batch_size": 32}, "space": TINY_SPACE, **overrides}
 
 
