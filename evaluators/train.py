@@ -256,7 +256,7 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
     `until_epochs`: stop after this many epochs of the `config.epochs` run (an ASHA rung), validate
     there, and return a checkpoint in the outcome; the schedules stay those of the full run, so
     `resume` from that checkpoint continues the very same run: two calls that stop at e1 and then
-    go on to e2 give the weights one call to e2 gives (tests/test_training.py checks it).
+    go on to e2 give the weights one call to e2 gives (tests/test_training_resume.py checks it).
     """
     guard = step_guard or contextlib.nullcontext
     recipe = resolve_recipe(model, config.recipe)

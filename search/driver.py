@@ -242,12 +242,16 @@ class _SearchLoop:
             self.study.enqueue_trial(fixed, user_attrs={"finalist_of": source})
         self._dispatch_proposal(remote_evaluate, self.study.ask())
 
+    def _network_of(self, trial: optuna.Trial) -> tuple[dict, Genotype]:
+        """The asked trial's params (its queued ones, or the sampler's) and network; tags its fidelity."""
+        params = {name: trial.suggest_categorical(name, choices) for name, choices in self.config.space.choices().items()}
+        trial.set_user_attr("fidelity", FINAL if self.final else self.config.evaluation)
+        return params, self.config.space.decode(params, **self.geometry)
+
     def _dispatch_proposal(self, remote_evaluate, trial: optuna.Trial) -> None:
         """A network the sampler proposed (or a queued retry or finalist): evaluate it, or reuse an
         identical network's result, or wait for an identical one in flight."""
-        params = {name: trial.suggest_categorical(name, choices) for name, choices in self.config.space.choices().items()}
-        trial.set_user_attr("fidelity", FINAL if self.final else self.config.evaluation)
-        genotype = self.config.space.decode(params, **self.geometry)
+        params, genotype = self._network_of(trial)
         item = TrialInFlight(trial, genotype, params, time.monotonic(), int(trial.user_attrs.get("attempt", 1)))
         self.recorder.start(item)
         key = genotype.hash()
@@ -283,9 +287,7 @@ class _SearchLoop:
         while trial.user_attrs.get("promoted_from") != previous or trial.user_attrs.get("asha_rung") != job.rung_index:
             self._dispatch_proposal(remote_evaluate, trial)
             trial = self.study.ask()
-        params = {name: trial.suggest_categorical(name, choices) for name, choices in self.config.space.choices().items()}
-        trial.set_user_attr("fidelity", self.config.evaluation)
-        genotype = self.config.space.decode(params, **self.geometry)
+        params, genotype = self._network_of(trial)
         item = TrialInFlight(trial, genotype, params, time.monotonic(), 1, rung=job.rung_index, network=job.trial_id)
         self.recorder.start(item)
         self.out(f"asha: trial {previous} promoted to rung {job.rung_index}/{self.asha.top} "
