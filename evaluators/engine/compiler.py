@@ -16,6 +16,7 @@ from torch import nn
 
 from bitnas.errors import UserError
 
+from .glue import rprelu_step, shortcut_steps
 from .kernels import pack_weight_signs
 from .ops import BinaryConvStep, ReActStep, TorchStep, frozen_copy
 
@@ -139,7 +140,8 @@ def _packed_conv(conv: nn.Module, bn: nn.BatchNorm2d, *, name: str, shift: torch
     return BinaryConvStep(
         name=name, shift=shift.detach().reshape(-1).float().numpy().copy(), weights=pack_weight_signs(signs),
         kernel=kernel, stride=stride, padding=padding, in_channels=conv.in_channels, scale=alpha * gain, bias=bias,
-        shortcut=kind, shortcut_module=module)
+        shortcut=kind, shortcut_module=module,
+        shortcut_native=shortcut_steps(module, f"{name}.shortcut") if module is not None else None)
 
 
 def _binary_conv_block(block: nn.Module, name: str) -> list:
@@ -166,9 +168,8 @@ def _react_block(block: nn.Module, name: str) -> list:
                  for i, (conv, bn) in enumerate(zip(block.convs_1x1, block.bns_1x1))]
     shortcut = None if isinstance(block.shortcut_1x1, nn.Identity) else \
         TorchStep(name=f"{name}.shortcut_1x1", module=frozen_copy(block.shortcut_1x1))
-    return [ReActStep(name=name, conv_k=conv_k, act_k=TorchStep(name=f"{name}.act_k", module=frozen_copy(block.act_k)),
-                      convs_1x1=convs_1x1, shortcut_1x1=shortcut,
-                      act_1x1=TorchStep(name=f"{name}.act_1x1", module=frozen_copy(block.act_1x1)))]
+    return [ReActStep(name=name, conv_k=conv_k, act_k=rprelu_step(block.act_k, f"{name}.act_k"),
+                      convs_1x1=convs_1x1, shortcut_1x1=shortcut, act_1x1=rprelu_step(block.act_1x1, f"{name}.act_1x1"))]
 
 
 def _network(network: nn.Module, name: str) -> list:

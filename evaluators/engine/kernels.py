@@ -102,8 +102,9 @@ def pack_activations(x, shift, packed):
 # ---- the binary convolution -----------------------------------------------------------------------
 
 @njit(cache=True, fastmath=False, inline="always")
-def _block4(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words):
-    """Four output pixels (input windows `pixel_words` apart) x 16 outputs: 8 vector accumulators."""
+def _block4(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, pair):
+    """Four output pixels (input windows `pixel_words` apart) x 16 outputs: 8 vector accumulators
+    (`pair` False: the block's last 8 outputs lie past Cout, so only the first vector is computed)."""
     a0 = vzero()
     a1 = vzero()
     b0 = vzero()
@@ -117,24 +118,25 @@ def _block4(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words):
         ws = wbase + ky * run * cpad
         for t in range(run):
             v0 = vload(w, ws + t * cpad)
-            v1 = vload(w, ws + t * cpad + 8)
             xa = load_word(x, xs + t)
             xb = load_word(x, xs + pixel_words + t)
             xc = load_word(x, xs + 2 * pixel_words + t)
             xd = load_word(x, xs + 3 * pixel_words + t)
             a0 = vxpa(a0, xa, v0)
-            a1 = vxpa(a1, xa, v1)
             b0 = vxpa(b0, xb, v0)
-            b1 = vxpa(b1, xb, v1)
             c0 = vxpa(c0, xc, v0)
-            c1 = vxpa(c1, xc, v1)
             d0 = vxpa(d0, xd, v0)
-            d1 = vxpa(d1, xd, v1)
+            if pair:
+                v1 = vload(w, ws + t * cpad + 8)
+                a1 = vxpa(a1, xa, v1)
+                b1 = vxpa(b1, xb, v1)
+                c1 = vxpa(c1, xc, v1)
+                d1 = vxpa(d1, xd, v1)
     return a0, a1, b0, b1, c0, c1, d0, d1
 
 
 @njit(cache=True, fastmath=False, inline="always")
-def _block2(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, half):
+def _block2(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, half, pair):
     """AVX2: two output pixels x 16 outputs with the nibble-table popcount (simd.vnibble_xpa): byte
     accumulators (4 vectors = 8 YMM) summed into 64-bit lanes every <= 31 words (byte overflow)."""
     mask = np.uint64(0x0F0F0F0F0F0F0F0F)
@@ -168,15 +170,16 @@ def _block2(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, hal
                 lo = ws + half + t * cpad
                 hi = lo + half
                 l0 = vload(w, lo)
-                l1 = vload(w, lo + 8)
                 h0 = vload(w, hi)
-                h1 = vload(w, hi + 8)
                 xa = load_word(x, xs + t)
                 xb = load_word(x, xs + pixel_words + t)
                 p0 = vnibble_xpa(p0, xa & mask, (xa >> four) & mask, l0, h0)
-                p1 = vnibble_xpa(p1, xa & mask, (xa >> four) & mask, l1, h1)
                 q0 = vnibble_xpa(q0, xb & mask, (xb >> four) & mask, l0, h0)
-                q1 = vnibble_xpa(q1, xb & mask, (xb >> four) & mask, l1, h1)
+                if pair:
+                    l1 = vload(w, lo + 8)
+                    h1 = vload(w, hi + 8)
+                    p1 = vnibble_xpa(p1, xa & mask, (xa >> four) & mask, l1, h1)
+                    q1 = vnibble_xpa(q1, xb & mask, (xb >> four) & mask, l1, h1)
     a0 = vadd(a0, vbyte_sum(p0))
     a1 = vadd(a1, vbyte_sum(p1))
     b0 = vadd(b0, vbyte_sum(q0))
@@ -185,7 +188,7 @@ def _block2(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, hal
 
 
 @njit(cache=True, fastmath=False, inline="always")
-def _block2_generic(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words):
+def _block2_generic(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, pair):
     """Two output pixels x 16 outputs with LLVM's own vector popcount (targets without AVX2)."""
     a0 = vzero()
     a1 = vzero()
@@ -196,18 +199,19 @@ def _block2_generic(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_wo
         ws = wbase + ky * run * cpad
         for t in range(run):
             v0 = vload(w, ws + t * cpad)
-            v1 = vload(w, ws + t * cpad + 8)
             xa = load_word(x, xs + t)
             xb = load_word(x, xs + pixel_words + t)
             a0 = vxpa(a0, xa, v0)
-            a1 = vxpa(a1, xa, v1)
             b0 = vxpa(b0, xb, v0)
-            b1 = vxpa(b1, xb, v1)
+            if pair:
+                v1 = vload(w, ws + t * cpad + 8)
+                a1 = vxpa(a1, xa, v1)
+                b1 = vxpa(b1, xb, v1)
     return a0, a1, b0, b1
 
 
 @njit(cache=True, fastmath=False, inline="always")
-def _block1(x, w, xbase, wbase, ky0, ky1, kx0, kx1, kernel, row_words, words, cpad):
+def _block1(x, w, xbase, wbase, ky0, ky1, kx0, kx1, kernel, row_words, words, cpad, pair):
     """One output pixel x 16 outputs, kernel columns kx0..kx1 only (a border pixel)."""
     a0 = vzero()
     a1 = vzero()
@@ -218,7 +222,8 @@ def _block1(x, w, xbase, wbase, ky0, ky1, kx0, kx1, kernel, row_words, words, cp
             for t in range(words):
                 xa = load_word(x, xs + t)
                 a0 = vxpa(a0, xa, vload(w, ws + t * cpad))
-                a1 = vxpa(a1, xa, vload(w, ws + t * cpad + 8))
+                if pair:
+                    a1 = vxpa(a1, xa, vload(w, ws + t * cpad + 8))
     return a0, a1
 
 
@@ -228,8 +233,9 @@ def _emit(a0, a1, pixel, o0, cout, total, scale, bias, y, r, has_residual, next_
     """The 16 counts of one output pixel (flat index `pixel`) -> outputs (and packed signs).
 
     Every array is an address here (see simd): this is inlined into the pixel loop. Full blocks
-    finish in vector registers; the last, partial block of outputs goes through `spill` and a
-    scalar loop, so nothing is read or written past Cout."""
+    finish in vector registers; the last, partial block of outputs stores 8 lanes from a register
+    if it has 8, and the rest through `spill` and a scalar loop, so nothing is read or written
+    past Cout."""
     at = pixel * cout + o0
     if full:
         if has_residual:
@@ -243,10 +249,21 @@ def _emit(a0, a1, pixel, o0, cout, total, scale, bias, y, r, has_residual, next_
             word = pixel * out_words + (o0 >> 6)
             store_word(z, word, load_word(z, word) | (bits << np.uint64(o0 & 63)))
         return
+    # A partial block of 8-15 outputs (a width of 24, 40, ... as pruning leaves) stores its first 8
+    # from the vector register too; only the rest goes through the scalar loop.
+    first = 0
+    bits = np.uint64(0)
+    if cout - o0 >= 8:
+        if has_residual:
+            vstore_outputs_residual(a0, total, scale, bias, o0, y, at, r)
+        else:
+            vstore_outputs(a0, total, scale, bias, o0, y, at)
+        if has_pack:
+            bits = vsign_bits(y, at, next_shift, o0)
+        first = 8
     vstore(spill, 0, a0)
     vstore(spill, 8, a1)
-    bits = np.uint64(0)
-    for lane in range(cout - o0):
+    for lane in range(first, cout - o0):
         o = o0 + lane
         value = np.float32(load_f64(scale, o) * (total - 2 * np.int64(load_word(spill, lane))) + load_f64(bias, o))
         if has_residual:
@@ -295,6 +312,7 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
     half = kernel * kernel * words * cpad  # the nibble copies follow the words (prepare_weights)
     for o0 in range(o_begin, o_end, BLOCK_OUTPUTS):
         full = o0 + BLOCK_OUTPUTS <= cout
+        pair = o0 + 8 < cout  # False: outputs o0 + 8.. are padding (a width of 8, 24, 40, ...)
         pixel = oh * out_w
         ow = 0
         while ow < out_w:
@@ -303,7 +321,7 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
             if ow >= ow_lo and ow + block <= ow_hi:
                 if _WIDE:
                     a0, a1, b0, b1, c0, c1, d0, d1 = _block4(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
-                                                             pixel_words)
+                                                             pixel_words, pair)
                     _emit(a0, a1, pixel + ow, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
                           out_words, has_pack, full, spill)
                     _emit(b0, b1, pixel + ow + 1, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
@@ -315,10 +333,10 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
                 else:
                     if _NIBBLES:
                         a0, a1, b0, b1 = _block2(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad, pixel_words,
-                                                 half)
+                                                 half, pair)
                     else:
                         a0, a1, b0, b1 = _block2_generic(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
-                                                         pixel_words)
+                                                         pixel_words, pair)
                     _emit(a0, a1, pixel + ow, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
                           out_words, has_pack, full, spill)
                     _emit(b0, b1, pixel + ow + 1, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
@@ -327,7 +345,7 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
             else:
                 kx0 = max(0, -iw0)
                 kx1 = min(kernel, width - iw0)
-                a0, a1 = _block1(xa_, wa_, xbase, o0, ky0, ky1, kx0, kx1, kernel, row_words, words, cpad)
+                a0, a1 = _block1(xa_, wa_, xbase, o0, ky0, ky1, kx0, kx1, kernel, row_words, words, cpad, pair)
                 _emit(a0, a1, pixel + ow, o0, cout, (ky1 - ky0) * (kx1 - kx0) * channels, scale_, bias_, y_, r_,
                       has_residual, shift_, z_, out_words, has_pack, full, spill)
                 ow += 1

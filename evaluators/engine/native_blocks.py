@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .compiler import register_compiler
+from .glue import conv_batchnorm_step, pooled_classifier_step, relu_step
 from .ops import TorchStep, from_torch, frozen_copy, to_torch
 from .quantized import NativeQuantConv, NativeQuantLinear
 
@@ -151,20 +152,23 @@ def _dwsep(block: nn.Module, name: str) -> list:
 
 
 def stem_steps(stem: nn.Sequential) -> list:
-    """The stem: an 8-bit conv with its BatchNorm fused (the max pool, if any, in torch); fp32 in torch."""
+    """The stem natively: a quantized conv with its BatchNorm fused (a max pool after it in torch), or an
+    fp32 conv and its BatchNorm (a stem with a max pool then runs in torch)."""
     layers = list(stem)
     if len(layers) >= 2 and is_quantized_layer(layers[0]) and isinstance(layers[1], nn.BatchNorm2d):
         rest = [TorchStep(name=f"stem.{index}", module=frozen_copy(layer)) for index, layer in enumerate(layers[2:], 2)]
         return [NativeConvStep(name="stem.0", layer=NativeQuantConv.from_module(layers[0], batchnorm=layers[1])), *rest]
-    return [TorchStep(name="stem", module=frozen_copy(stem))]
+    native = conv_batchnorm_step(layers[0], layers[1], "stem") if len(layers) == 2 else None
+    return [native or TorchStep(name="stem", module=frozen_copy(stem))]
 
 
 def head_steps(network: nn.Module) -> list:
     """[head conv + BN] -> ReLU -> pool -> classifier: an 8-bit head conv with its BN and the ReLU
     fused into one native step; pool and classifier (native where 8-bit) in one torch step."""
-    tail = hybrid_step(nn.Sequential(network.pool, nn.Flatten(1), network.fc), "head", "head")
+    tail = pooled_classifier_step(network.pool, network.fc, "head") or \
+        hybrid_step(nn.Sequential(network.pool, nn.Flatten(1), network.fc), "head", "head")
     if not hasattr(network, "head"):
-        return [TorchStep(name="head_act", module=frozen_copy(network.head_act)), tail]
+        return [relu_step(network.head_act, "head_act"), tail]
     conv, bn = network.head
     if is_quantized_layer(conv):
         fused = NativeConvStep(name="head.conv", layer=NativeQuantConv.from_module(conv, batchnorm=bn, clamp="relu"))

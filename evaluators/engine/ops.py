@@ -76,6 +76,9 @@ class BinaryConvStep:
     bias: np.ndarray             # (Cout,) float64: BN shift
     shortcut: str                # "identity", "module" or "none"
     shortcut_module: nn.Module | None = None
+    # The shortcut module computed natively (glue.shortcut_steps, from the module's own tensors);
+    # None: torch runs the module.
+    shortcut_native: list | None = None
     backend: str = "engine"
     reason: str = ""
     _packed: dict = field(default_factory=dict, repr=False)
@@ -113,6 +116,10 @@ class BinaryConvStep:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.shortcut == "identity":
             residual = x
+        elif self.shortcut == "module" and self.shortcut_native:
+            residual = x
+            for step in self.shortcut_native:
+                residual = step(residual)
         elif self.shortcut == "module":
             with torch.inference_mode():
                 residual = from_torch(self.shortcut_module(to_torch(x)))

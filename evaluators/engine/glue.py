@@ -1,0 +1,299 @@
+"""Native steps for the full-precision glue between packed convs: RPReLU, the head's ReLU, the
+global-average-pool + fp32 classifier tail, an fp32 stem conv with its BatchNorm, and the average
+pool of ReActNet's strided shortcut.
+
+Why: run in torch, each of these small per-channel ops cost 0.1-0.2 ms at batch 1 (a tensor
+conversion each way, dispatch, inference mode) while the binary conv beside it took 0.03-0.26 ms;
+in `reactnet_small` the glue was half the measured latency, so narrowing the network (pruning, a
+smaller width choice) hardly moved it. Here each is one numba pass over the (H, W, C) activation.
+
+Each step is a `TorchStep` that keeps its torch module: the module's parameters are what a packed
+file saves and loads (the format is unchanged); the step derives its arrays from them once and
+again after every `load_state_dict` on the module (a post-load hook), so loading new numbers into
+the module is all a load needs. RPReLU and ReLU compute
+torch's float32 function operation for operation (`fastmath=False`: no fused multiply-adds), so
+they agree bit for bit; the pooled classifier, the stem conv and the average pool sum in another
+order than torch (agreement to float32 rounding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+from numba import njit
+from torch import nn
+
+from .ops import TorchStep, frozen_copy
+
+
+@njit(cache=True, fastmath=False)
+def _rprelu(x, shift_in, slope, shift_out, out):
+    height, width, channels = x.shape
+    for i in range(height):
+        for j in range(width):
+            for c in range(channels):
+                z = x[i, j, c] + shift_in[c]
+                out[i, j, c] = (z if z > 0 else slope[c] * z) + shift_out[c]
+
+
+@njit(cache=True, fastmath=False)
+def _relu(x, out):
+    height, width, channels = x.shape
+    for i in range(height):
+        for j in range(width):
+            for c in range(channels):
+                v = x[i, j, c]
+                out[i, j, c] = v if v > 0 else np.float32(0.0)
+
+
+@njit(cache=True, fastmath=False)
+def _pool_linear(x, weight, bias, out):
+    """out = weight @ mean over (H, W) of x + bias, accumulated in float64 then rounded."""
+    height, width, channels = x.shape
+    pooled = np.zeros(channels, dtype=np.float64)
+    for i in range(height):
+        for j in range(width):
+            for c in range(channels):
+                pooled[c] += x[i, j, c]
+    pooled /= height * width
+    for k in range(weight.shape[0]):
+        total = np.float64(bias[k])
+        for c in range(channels):
+            total += weight[k, c] * pooled[c]
+        out[k] = total
+
+
+@njit(cache=True, fastmath=False)
+def _conv_affine(x, weight, stride, padding, gain, shift, out):
+    """out[y, x, o] = gain[o] * sum over the window of x * weight + shift[o]; zero padding.
+    x (H, W, Cin), weight (k, k, Cin, Cout): the innermost loop runs over contiguous outputs."""
+    height, width, channels = x.shape
+    kernel, outputs = weight.shape[0], weight.shape[3]
+    acc = np.empty(outputs, dtype=np.float32)
+    for oy in range(out.shape[0]):
+        for ox in range(out.shape[1]):
+            acc[:] = 0.0
+            for ky in range(kernel):
+                iy = oy * stride - padding + ky
+                if iy < 0 or iy >= height:
+                    continue
+                for kx in range(kernel):
+                    ix = ox * stride - padding + kx
+                    if ix < 0 or ix >= width:
+                        continue
+                    for c in range(channels):
+                        v = x[iy, ix, c]
+                        for o in range(outputs):
+                            acc[o] += v * weight[ky, kx, c, o]
+            for o in range(outputs):
+                out[oy, ox, o] = gain[o] * acc[o] + shift[o]
+
+
+@njit(cache=True, fastmath=False)
+def _avg_pool(x, kernel, stride, out):
+    """Unpadded k x k average pool; a window that runs past the border averages what lies inside."""
+    height, width, channels = x.shape
+    acc = np.empty(channels, dtype=np.float32)
+    for oy in range(out.shape[0]):
+        y0, y1 = oy * stride, min(oy * stride + kernel, height)
+        for ox in range(out.shape[1]):
+            x0, x1 = ox * stride, min(ox * stride + kernel, width)
+            acc[:] = 0.0
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    for c in range(channels):
+                        acc[c] += x[iy, ix, c]
+            count = np.float32((y1 - y0) * (x1 - x0))
+            for c in range(channels):
+                out[oy, ox, c] = acc[c] / count
+
+
+def _vector(tensor) -> np.ndarray:
+    """A (1, C, 1, 1) or (C,) parameter as a (C,) float32 numpy view (no copy)."""
+    return tensor.detach().numpy().reshape(-1)
+
+
+@dataclass
+class _NativeGlue(TorchStep):
+    """A TorchStep computed natively from numbers derived once from its module: at construction,
+    and again whenever numbers are loaded into the module (a packed file's load). Reading the
+    module's tensors on every call cost ~25 us, more than the ops themselves."""
+
+    backend: str = "engine"
+    takes_torch: ClassVar[bool] = False
+    _numbers: tuple = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        self._numbers = self.derive()
+        # On every submodule: the module may be made of a larger module's children (a shortcut's
+        # conv and BatchNorm), and a load into that larger module runs the children's hooks only.
+        for module in self.module.modules():
+            module.register_load_state_dict_post_hook(self._reload)
+
+    def _reload(self, module: nn.Module, incompatible_keys) -> None:
+        self._numbers = self.derive()
+
+    def derive(self) -> tuple:
+        raise NotImplementedError
+
+
+@dataclass
+class NativeRPReLU(_NativeGlue):
+    """ReActNet's RPReLU (shift, per-channel PReLU, shift) on the channel-last activation."""
+
+    reason: str = "RPReLU, native"
+
+    def derive(self) -> tuple:
+        module = self.module
+        return _vector(module.shift_in.shift), _vector(module.prelu.weight), _vector(module.shift_out.shift)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty_like(x)
+        _rprelu(x, *self._numbers, out)
+        return out
+
+
+@dataclass
+class NativeReLU(_NativeGlue):
+    reason: str = "ReLU, native"
+
+    def derive(self) -> tuple:
+        return ()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty_like(x)
+        _relu(x, out)
+        return out
+
+
+@dataclass
+class NativePooledClassifier(_NativeGlue):
+    """Global average pool, flatten, fp32 linear: (H, W, C) -> logits (classes,)."""
+
+    reason: str = "pool and fp32 classifier, native"
+
+    def derive(self) -> tuple:
+        fc = self.module[2]
+        bias = _vector(fc.bias) if fc.bias is not None else np.zeros(fc.out_features, dtype=np.float32)
+        return fc.weight.detach().numpy(), bias
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        weight, bias = self._numbers
+        out = np.empty(weight.shape[0], dtype=np.float32)
+        _pool_linear(x, weight, bias, out)
+        return out
+
+
+@dataclass
+class NativeAvgPool(_NativeGlue):
+    """An unpadded average pool (ceil_mode windows clipped at the border, as torch divides them)."""
+
+    reason: str = "average pool, native"
+
+    def derive(self) -> tuple:
+        pool = self.module
+        pair = lambda v: v if isinstance(v, int) else v[0]  # noqa: E731 (square: checked by avg_pool_step)
+        return pair(pool.kernel_size), pair(pool.stride), bool(pool.ceil_mode)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        kernel, stride, ceil = self._numbers
+        size = lambda n: -(-(n - kernel) // stride) + 1 if ceil else (n - kernel) // stride + 1  # noqa: E731
+        out = np.empty((size(x.shape[0]), size(x.shape[1]), x.shape[2]), dtype=np.float32)
+        _avg_pool(x, kernel, stride, out)
+        return out
+
+
+@dataclass
+class NativeConvBatchNorm(_NativeGlue):
+    """An fp32 conv (square, ungrouped, zero-padded) followed by its BatchNorm, in eval mode."""
+
+    reason: str = "fp32 conv and BatchNorm, native"
+
+    def derive(self) -> tuple:
+        """(k, k, Cin, Cout) kernel, gain and shift (the BatchNorm and any conv bias folded)."""
+        from .compiler import fold_batchnorm
+
+        conv, bn = self.module[0], self.module[1]
+        gain, shift = fold_batchnorm(bn)
+        if conv.bias is not None:  # bn(conv + b) = gain * conv + (gain * b + shift)
+            shift = shift + gain * conv.bias.detach().double().numpy()
+        kernel = np.ascontiguousarray(conv.weight.detach().numpy().transpose(2, 3, 1, 0), dtype=np.float32)
+        return kernel, gain.astype(np.float32), shift.astype(np.float32), conv.stride[0], conv.padding[0]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        kernel, gain, shift, stride, padding = self._numbers
+        size = lambda n: (n + 2 * padding - kernel.shape[0]) // stride + 1  # noqa: E731
+        out = np.empty((size(x.shape[0]), size(x.shape[1]), kernel.shape[3]), dtype=np.float32)
+        _conv_affine(x, kernel, stride, padding, gain, shift, out)
+        return out
+
+
+def conv_batchnorm_step(conv: nn.Module, bn: nn.Module, name: str, *, share: bool = False) -> TorchStep | None:
+    """An fp32 conv + BatchNorm natively; None where the conv is not a plain square zero-padded one.
+    `share`: compute from these very modules (a step's own frozen copy) instead of a copy of them."""
+    square = conv.kernel_size[0] == conv.kernel_size[1] and conv.stride[0] == conv.stride[1] \
+        and conv.padding[0] == conv.padding[1]
+    if not (type(conv) is nn.Conv2d and isinstance(bn, nn.BatchNorm2d) and square and conv.groups == 1
+            and conv.dilation == (1, 1) and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
+            and bn.running_mean is not None):
+        return None
+    pair = nn.Sequential(conv, bn)
+    return NativeConvBatchNorm(name=name, module=pair if share else frozen_copy(pair))
+
+
+def avg_pool_step(module: nn.Module, name: str, *, share: bool = False) -> TorchStep | None:
+    """An unpadded square average pool natively; None for any other pooling."""
+    if type(module) is not nn.AvgPool2d:
+        return None
+    square = lambda v: isinstance(v, int) or (len(v) == 2 and v[0] == v[1])  # noqa: E731
+    if not (square(module.kernel_size) and square(module.stride) and module.padding in (0, (0, 0))
+            and module.divisor_override is None):
+        return None
+    return NativeAvgPool(name=name, module=module if share else frozen_copy(module))
+
+
+def shortcut_steps(shortcut: nn.Module, name: str) -> list | None:
+    """Native steps for a downsampling shortcut that compute from `shortcut`'s own modules (so a
+    packed file's load into it reaches them): an average pool, or Bi-Real's AvgPool -> fp32 1x1
+    conv -> BatchNorm. None for any other shortcut (it stays in torch)."""
+    from bitnas.spaces.blocks import DownsampleShortcut
+
+    if type(shortcut) is nn.AvgPool2d:
+        pool = avg_pool_step(shortcut, f"{name}.pool", share=True)
+        return [pool] if pool else None
+    if type(shortcut) is not DownsampleShortcut:
+        return None
+    pool = [] if isinstance(shortcut.pool, nn.Identity) else [avg_pool_step(shortcut.pool, f"{name}.pool", share=True)]
+    conv = conv_batchnorm_step(shortcut.conv, shortcut.bn, f"{name}.conv", share=True)
+    steps = [*pool, conv]
+    return steps if all(steps) else None
+
+
+def rprelu_step(module: nn.Module, name: str) -> TorchStep:
+    """RPReLU natively; any other activation module stays in torch."""
+    from bitnas.spaces.layers import RPReLU
+
+    if type(module) is RPReLU:
+        return NativeRPReLU(name=name, module=frozen_copy(module))
+    return TorchStep(name=name, module=frozen_copy(module))
+
+
+def relu_step(module: nn.Module, name: str) -> TorchStep:
+    if type(module) is nn.ReLU:
+        return NativeReLU(name=name, module=frozen_copy(module))
+    return TorchStep(name=name, module=frozen_copy(module))
+
+
+def pooled_classifier_step(pool: nn.Module, fc: nn.Module, name: str) -> TorchStep | None:
+    """The tail natively when it is a global average pool and a plain fp32 linear; None otherwise."""
+    global_pool = isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1))
+    if not (global_pool and type(fc) is nn.Linear):
+        return None
+    return NativePooledClassifier(name=name, module=frozen_copy(nn.Sequential(pool, nn.Flatten(1), fc)),
+                                  reason="head: pool and fp32 classifier, native")
+
+
+__all__ = ["NativeAvgPool", "NativeConvBatchNorm", "NativePooledClassifier", "NativeRPReLU", "NativeReLU",
+           "avg_pool_step", "conv_batchnorm_step", "pooled_classifier_step", "relu_step", "rprelu_step", "shortcut_steps"]
