@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Where latency is measured, and what the figure then means (the search summary prints it).
 LATENCY_TARGET_DESCRIPTIONS = {
-    "cpu": "this CPU with the native engine (1/2-bit popcount, 4/8-bit int8 kernels; fp32 layers in torch)",
+    "cpu": "this CPU with the native engine (1/2-bit popcount, 4/8-bit int8 kernels, fp32 glue native; "
+           "other fp32 layers in torch)",
     "torch-cpu": "torch on this CPU (binary layers simulated in fp32)",
     "torch-cuda": "torch on CUDA (binary layers simulated in fp32)",
     "onnxruntime": "onnxruntime on this CPU (binary layers simulated in fp32)",

@@ -120,6 +120,10 @@ def write_model_card(path: Path, *, study_name: str, trial, genotype: Genotype,
         f"| {l.name} | {l.kind}{f' {l.kernel}x{l.kernel}' if l.kernel else ''} | {'x'.join(map(str, l.out_shape))} "
         f"| w{l.weight_bits}/a{l.input_bits} | {l.macs:,} | {l.params:,} | {pj / 1e3:.3f} |"
         for l, pj in zip(costs.layers, energy.by_layer_pj))
+    odd = costs.not_fully_binary()
+    binary_line = ("Fully binary: yes (every conv after the stem, shortcuts included, has 1-bit weights and "
+                   "activations)." if odd is None else
+                   f"Fully binary: no (`{odd.name}` is w{odd.weight_bits}/a{odd.input_bits}).")
     duplicate = trial.user_attrs.get("duplicate_of")
     retrain_line = ""
     if retrained:
@@ -139,7 +143,7 @@ def write_model_card(path: Path, *, study_name: str, trial, genotype: Genotype,
 `{genotype.short()}`
 
 Genotype hash `{genotype.hash()}`. {binary_macs / all_macs:.0%} of multiply-accumulates are binary (1-bit weights and
-activations). Export selection: {selection or 'the Pareto front'}{f'; the search reused trial {duplicate} (the same network)' if duplicate is not None else ''}.
+activations). {binary_line} Export selection: {selection or 'the Pareto front'}{f'; the search reused trial {duplicate} (the same network)' if duplicate is not None else ''}.
 {retrain_line}
 {_pruning_section(pruning) if pruning else ''}![Pareto front of the study, this network marked](pareto.png)
 

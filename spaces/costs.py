@@ -101,6 +101,13 @@ class CostReport:
                 "macs_8bit": self.low_bit_macs(8), "memory_bits": self.memory_bits,
                 "memory_kb": self.memory_bits / 8 / 1024}
 
+    def not_fully_binary(self) -> LayerCost | None:
+        """The first hidden conv that is not 1-bit in both weights and activations; None when the
+        network is fully binary: every conv after the stem (shortcuts and a head conv included)
+        binary, the stem and the classifier free to be full precision or 8 bit."""
+        convs = [layer for layer in self.layers if layer.kind == "conv"]
+        return next((layer for layer in convs[1:] if (layer.weight_bits, layer.input_bits) != (1, 1)), None)
+
     def rows(self) -> list[dict]:
         return [{**asdict(layer), "ace": layer.ace, "ops": layer.ops} for layer in self.layers]
 

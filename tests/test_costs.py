@@ -120,3 +120,13 @@ def test_memory_traffic_counts_weights_and_inputs_at_their_widths():
     stem, binary = genotype_costs(HAND).layers[:2]
     assert stem.memory_bits == 36 * 32 + 64 * 32          # 3x3x1x4 fp32 weights + 8x8x1 fp32 input
     assert binary.memory_bits == 144 * 1 + 4 * 64 * 1     # 1-bit weights + 4x8x8 1-bit input
+
+
+def test_fully_binary_means_every_conv_after_the_stem_binary_shortcuts_included():
+    from bitnas.spaces.baselines import BASELINES
+
+    verdicts = {name: genotype_costs(BASELINES[name].genotype(28, 1, 10)).not_fully_binary()
+                for name in ("reactnet_small", "bireal_small", "mobilenetv2_int8_small")}
+    assert verdicts["reactnet_small"] is None  # binary convs throughout; its strided shortcut is a pool
+    assert verdicts["bireal_small"].name.endswith("shortcut.conv")  # Bi-Real's fp32 1x1 downsampling
+    assert (verdicts["mobilenetv2_int8_small"].weight_bits, verdicts["mobilenetv2_int8_small"].input_bits) == (8, 8)

@@ -30,7 +30,7 @@ from bitnas.evaluators.train import is_quantized
 from bitnas.export.agreement import compare_logits
 from bitnas.search.config import SearchConfig
 from bitnas.search.tracking import tracking_uri
-from bitnas.spaces import Genotype, build_model
+from bitnas.spaces import Genotype, build_model, genotype_costs
 from conftest import TINY_SPACE, search_in_process, shared_study_config
 
 STUDY = "mnist5k-default"  # the default study name
@@ -204,6 +204,8 @@ def test_the_printed_export_writes_the_front_as_files_that_run_in_onnxruntime(re
         metrics = json.loads((folder / "metrics.json").read_text())
         assert 0 <= metrics["test_accuracy"] <= 1 and f"{metrics['test_accuracy']:.4f}" in card
         assert genotype.short() in card
+        odd = genotype_costs(genotype).not_fully_binary()
+        assert ("Fully binary: yes" if odd is None else f"Fully binary: no (`{odd.name}` is w{odd.weight_bits}/") in card
 
 
 def test_run_classifies_a_real_digit_with_an_exported_model(exported, tmp_path):

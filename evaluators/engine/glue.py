@@ -296,4 +296,5 @@ def pooled_classifier_step(pool: nn.Module, fc: nn.Module, name: str) -> TorchSt
 
 
 __all__ = ["NativeAvgPool", "NativeConvBatchNorm", "NativePooledClassifier", "NativeRPReLU", "NativeReLU",
-           "avg_pool_step", "conv_batchnorm_step", "pooled_classifier_step", "relu_step", "rprelu_step", "shortcut_steps"]
+           "avg_pool_step", "conv_batchnorm_step", "pooled_classifier_step", "relu_step", "rprelu_step",
+           "shortcut_steps"]
