@@ -20,6 +20,7 @@ Goal: a fully binary network >= 0.97 test accuracy; stretch: within 1 point of i
 thread each). Writes results/bench/recipe.csv (recipe_quick.csv with --quick).
 
     python benchmarks/recipe.py [--quick] [--epochs N] [--json]
+    python benchmarks/recipe.py --final wide longer --json   # no ablation: these levers together, tested
 """
 
 from __future__ import annotations
@@ -131,6 +132,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="3 epochs, a 3-epoch teacher, no 'longer' or 'wide' lever (< 5 min)")
+    parser.add_argument("--final", nargs="+", choices=LEVERS, metavar="LEVER",
+                        help="no ablation: train these levers together (and the float twin) and read the test split")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -143,27 +146,37 @@ def main() -> None:
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as teacher_dir, context.Pool(2) as pool:
-        # The teacher first (cached in teacher_dir for every run that distils), beside the base run.
-        teacher_started = time.perf_counter()
-        teacher_async = pool.apply_async(load_or_train_teacher, (teacher_dir, "mnist5k", args.seed),
-                                         {"epochs": args.teacher_epochs, "threads": 1})
-        base_async = pool.apply_async(run, (job("base", genotype, (), base, args, teacher_dir),))
-        teacher = teacher_async.get()
-        teacher_seconds = time.perf_counter() - teacher_started
-        print(f"teacher (float CNN): val {teacher.val_accuracy:.4f} test {teacher.test_accuracy:.4f} after "
-              f"{args.teacher_epochs:g} epochs ({teacher_seconds:.0f}s)", flush=True)
-        rows = [base_async.get()]
-        print(f"  base            val {rows[0]['val_acc']:.4f}  ({rows[0]['train_seconds']:.0f}s)", flush=True)
-        for row in pool.imap(run, [job(f"+{lever}", genotype, (lever,), base, args, teacher_dir) for lever in levers]):
-            rows.append(row)
-            print(f"  {row['case']:<15} val {row['val_acc']:.4f}  ({row['train_seconds']:.0f}s)", flush=True)
-        best = max(rows, key=lambda r: r["val_acc"])  # the first of equals: base before any lever
-        chosen = () if best["case"] == "base" else (best["case"][1:],)
+        teacher, wants_teacher = None, not args.final or "teacher" in args.final
+        if wants_teacher:
+            # The teacher first (cached in teacher_dir for every run that distils), beside the base run.
+            teacher_started = time.perf_counter()
+            teacher_async = pool.apply_async(load_or_train_teacher, (teacher_dir, "mnist5k", args.seed),
+                                             {"epochs": args.teacher_epochs, "threads": 1})
+        rows = []
+        if not args.final:
+            rows.append(pool.apply_async(run, (job("base", genotype, (), base, args, teacher_dir),)))
+        if wants_teacher:
+            teacher = teacher_async.get()
+            print(f"teacher (float CNN): val {teacher.val_accuracy:.4f} test {teacher.test_accuracy:.4f} after "
+                  f"{args.teacher_epochs:g} epochs ({time.perf_counter() - teacher_started:.0f}s)", flush=True)
+        if args.final:  # the levers given, together, on the test split at once: no ablation
+            chosen = tuple(args.final)
+            final_async = pool.apply_async(run, (job("chosen recipe", genotype, chosen, base, args, teacher_dir,
+                                                     final=True),))
+        else:
+            rows[0] = rows[0].get()
+            print(f"  base            val {rows[0]['val_acc']:.4f}  ({rows[0]['train_seconds']:.0f}s)", flush=True)
+            for row in pool.imap(run, [job(f"+{lever}", genotype, (lever,), base, args, teacher_dir)
+                                       for lever in levers]):
+                rows.append(row)
+                print(f"  {row['case']:<15} val {row['val_acc']:.4f}  ({row['train_seconds']:.0f}s)", flush=True)
+            best = max(rows, key=lambda r: r["val_acc"])  # the first of equals: base before any lever
+            chosen = () if best["case"] == "base" else (best["case"][1:],)
         twin_genotype, _ = with_levers(genotype, tuple(l for l in chosen if l in ("stem8", "wide")), base)
         twin_async = pool.apply_async(run, (job("float twin", float_twin(twin_genotype),
                                                 tuple(l for l in chosen if l in ("augment", "longer")),
                                                 base, args, teacher_dir, final=True),))
-        rows.append(tested(best, args.seed))
+        rows.append(final_async.get() if args.final else tested(best, args.seed))
         rows.append(twin_async.get())
         for row in rows[-2:]:
             print(f"  {row['case']:<15} levers {row['levers']}: val {row['val_acc']:.4f} test {row['test_acc']:.4f}",
@@ -171,7 +184,10 @@ def main() -> None:
     for row in rows:
         row.pop("genotype_json", None)
         row.pop("keep", None)
-    write_csv(OUT / ("recipe_quick.csv" if args.quick else "recipe.csv"), rows)
+    name = "recipe_quick.csv" if args.quick else "recipe.csv"
+    if args.final:
+        name = f"recipe_final_{'_'.join(args.final)}.csv"
+    write_csv(OUT / name, rows)
     print(f"\n{'case':<15} {'levers':<36} {'epochs':>6} {'val_acc':>8} {'test_acc':>8} {'seconds':>8} fully_binary")
     for row in rows:
         test = f"{row['test_acc']:.4f}" if row["test_acc"] is not None else "-"
@@ -185,7 +201,8 @@ def main() -> None:
     print("fully binary (every conv after the stem, shortcuts included, 1-bit weights and activations): "
           + "; ".join(f"{name} {verdict}" for name, verdict in qualifies.items()))
     final_binary, twin = rows[-2], rows[-1]
-    effects = {r["case"][1:]: round(r["val_acc"] - rows[0]["val_acc"], 4) for r in rows[1:1 + len(levers)]}
+    effects = {} if args.final else {r["case"][1:]: round(r["val_acc"] - rows[0]["val_acc"], 4)
+                                     for r in rows[1:1 + len(levers)]}
     print(f"lever effects on validation accuracy (points of 1, each alone on the base recipe): {effects}")
     print(f"goal: a fully binary network >= 0.97 test accuracy: {final_binary['genotype']} with "
           f"{final_binary['levers']} "
@@ -194,7 +211,8 @@ def main() -> None:
           f"{'met' if final_binary['test_acc'] >= twin['test_acc'] - 0.01 else 'NOT met'}; "
           f"{time.perf_counter() - started:.0f}s in all")
     if args.json:
-        print(json.dumps({"teacher_test_acc": teacher.test_accuracy, "teacher_val_acc": teacher.val_accuracy,
+        print(json.dumps({"teacher_test_acc": teacher.test_accuracy if teacher else None,
+                          "teacher_val_acc": teacher.val_accuracy if teacher else None,
                           "epochs": args.epochs, "lever_effects_val": effects, "chosen_levers": list(chosen),
                           "best_fully_binary_test_acc": final_binary["test_acc"] if final_binary["fully_binary"] else None,
                           "float_twin_test_acc": twin["test_acc"], "references_fully_binary": qualifies,
