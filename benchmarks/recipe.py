@@ -153,8 +153,8 @@ def main() -> None:
             teacher_async = pool.apply_async(load_or_train_teacher, (teacher_dir, "mnist5k", args.seed),
                                              {"epochs": args.teacher_epochs, "threads": 1})
         rows = []
-        if not args.final:
-            rows.append(pool.apply_async(run, (job("base", genotype, (), base, args, teacher_dir),)))
+        base_job = job("base", genotype, (), base, args, teacher_dir)
+        base_async = None if args.final else pool.apply_async(run, (base_job,))
         if wants_teacher:
             teacher = teacher_async.get()
             print(f"teacher (float CNN): val {teacher.val_accuracy:.4f} test {teacher.test_accuracy:.4f} after "
@@ -164,7 +164,7 @@ def main() -> None:
             final_async = pool.apply_async(run, (job("chosen recipe", genotype, chosen, base, args, teacher_dir,
                                                      final=True),))
         else:
-            rows[0] = rows[0].get()
+            rows.append(base_async.get())
             print(f"  base            val {rows[0]['val_acc']:.4f}  ({rows[0]['train_seconds']:.0f}s)", flush=True)
             for row in pool.imap(run, [job(f"+{lever}", genotype, (lever,), base, args, teacher_dir)
                                        for lever in levers]):
