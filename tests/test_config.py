@@ -91,3 +91,22 @@ def test_the_default_accuracy_floor_keeps_chance_level_networks_off_the_front():
     assert violations(guessing) == ["val_accuracy < accuracy_floor"]
     assert violations(constraint_values(section, {"val_accuracy": 0.5}, num_classes=10)) == []
     assert constraint_values(ConstraintsSection(accuracy_floor=None), {"val_accuracy": 0.1}, num_classes=10) == {}
+
+
+def test_fully_binary_config_samples_only_fully_binary_networks_the_engine_runs_natively():
+    """configs/fully_binary.yaml: every network of its space is W1A1 in every hidden conv
+    (CostReport.not_fully_binary) and compiles with no simulated or torch-fallback layer."""
+    import itertools
+
+    from bitnas.evaluators.engine import compile_model
+    from bitnas.spaces import build_model, count_costs
+
+    config = load_config(REPO / "configs" / "fully_binary.yaml")
+    choices = config.space.choices()
+    assert config.space.size() == 64
+    for values in itertools.product(*choices.values()):
+        genotype = config.space.decode(dict(zip(choices, values)), input_size=28, in_channels=1, num_classes=10)
+        model = build_model(genotype).eval()
+        assert count_costs(model, (1, 28, 28)).not_fully_binary() is None, genotype.short()
+        engine = compile_model(model, (1, 28, 28))
+        assert not engine.simulated and not engine.fallbacks, genotype.short()
