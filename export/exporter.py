@@ -14,7 +14,9 @@ import os
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per export, no bars
 import shutil
+import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +124,42 @@ def _export_packed(model: torch.nn.Module, genotype: Genotype, data: Dataset, pa
             "fallbacks": [list(f) for f in loaded.fallbacks], "bytes": path.stat().st_size}
 
 
+def _epoch_progress(what: str, epochs: float):
+    """A `train(should_stop=...)` callback that only reports: one line per finished epoch on
+    stderr, so a retraining of many minutes shows where it is (it never stops training)."""
+    started = time.perf_counter()
+
+    def report(done: int, curve: list[float]) -> bool:
+        print(f"  {what}: epoch {done}/{epochs:g}, val accuracy {curve[-1]:.4f} "
+              f"({time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
+        return False
+
+    return report
+
+
+LATENCY_ROUNDS = 5  # pruning: the unpruned and the pruned network timed in turn this often
+
+
+def _latency_side_by_side(before_model: torch.nn.Module, after_model: torch.nn.Module, data: Dataset, request,
+                          before: dict, after: dict) -> None:
+    """Replace both latencies by the medians of alternating rounds: the fine-tuning lies minutes
+    between the two single measurements, and a 2-core VM's speed swings by up to 1.7x in that time
+    (benchmarks/pruning.py saw one pruned network read 0.50x and 1.28x in two runs)."""
+    import statistics
+
+    from bitnas.evaluators.latency import measure_latency
+
+    rounds = []
+    with torch.random.fork_rng():
+        for _ in range(LATENCY_ROUNDS):
+            rounds.append((measure_latency(before_model.eval(), data.input_shape, request.latency).median_ms,
+                           measure_latency(after_model.eval(), data.input_shape, request.latency).median_ms))
+    for figures, medians in ((before, [b for b, _ in rounds]), (after, [a for _, a in rounds])):
+        figures["latency_ms"] = statistics.median(medians)
+        figures["latency"] = {**figures["latency"], "median_ms": figures["latency_ms"], "rounds": LATENCY_ROUNDS,
+                              "measured": "median of alternating rounds, beside the other network"}
+
+
 def _retrain(study: StudyArchive, genotype: Genotype, data: Dataset, options: ExportOptions,
              trial_number: int) -> tuple[torch.nn.Module, dict]:
     """Train the network from scratch as its study trained it (the same request: recipe, data
@@ -136,7 +174,8 @@ def _retrain(study: StudyArchive, genotype: Genotype, data: Dataset, options: Ex
     torch.manual_seed(request.seed)
     model = build_model(genotype)
     training, recipe = retraining_config(request.training, model)
-    outcome = train(model, data.train, data.val, training, seed=request.seed, teacher=teacher)
+    outcome = train(model, data.train, data.val, training, seed=request.seed, teacher=teacher,
+                    should_stop=_epoch_progress(f"trial {trial_number} retraining", training.epochs))
     note = (f"distilled from a full-precision teacher (test accuracy {request.teacher.test_accuracy:.4f}, "
             f"{request.training.teacher_epochs:g} epochs)" if request.teacher is not None else "")
     return model, {"epochs": options.epochs, "val_accuracy": outcome.epoch_val_accuracy[-1],
@@ -191,8 +230,10 @@ def _prune(study: StudyArchive, genotype: Genotype, model: torch.nn.Module, data
     teacher = request.teacher.model() if request.teacher is not None else None
     torch.manual_seed(request.seed)
     training, recipe = retraining_config(request.training, result.model)
-    outcome = train(result.model, data.train, data.val, training, seed=request.seed, teacher=teacher)
+    outcome = train(result.model, data.train, data.val, training, seed=request.seed, teacher=teacher,
+                    should_stop=_epoch_progress(f"trial {trial_number} pruned, fine-tuning", training.epochs))
     after = _measure(result.model, data, request)
+    _latency_side_by_side(model, result.model, data, request, before, after)
     return result.model, result.genotype, {
         "ratio": options.prune, "criterion": options.prune_criterion, "fine_tune_epochs": epochs, "recipe": recipe,
         "distilled": request.teacher is not None, "genotype_before": genotype.short(),

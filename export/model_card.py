@@ -97,7 +97,7 @@ Channel-pruned after training: the {pruning['ratio']:.0%} least important output
 | model size (KiB) | {before['size_kb']:.2f} | {after['size_kb']:.2f} | {_change(before['size_kb'], after['size_kb'])} |
 | parameters | {before['params']:,} | {after['params']:,} | {_change(before['params'], after['params'])} |
 | OPs | {before['ops']:.4g} | {after['ops']:.4g} | {_change(before['ops'], after['ops'])} |
-| latency, batch 1, median (ms; `{after['latency'].get('target', '?')}`, measured at export) | {before['latency_ms']:.4f} | {after['latency_ms']:.4f} | {speedup:.2f}x faster |
+| latency, batch 1, median (ms; `{after['latency'].get('target', '?')}`, measured at export, side by side: the median of alternating rounds) | {before['latency_ms']:.4f} | {after['latency_ms']:.4f} | {speedup:.2f}x faster |
 | energy, analytic (uJ) | {before['energy_analytic_uj']:.4f} | {after['energy_analytic_uj']:.4f} | {_change(before['energy_analytic_uj'], after['energy_analytic_uj'])} |
 | energy, measured (uJ) | {measured(before)} | {measured(after)} | {measured_change} |
 

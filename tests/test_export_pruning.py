@@ -72,3 +72,13 @@ def test_distill_is_accepted_with_prune_alone(tmp_path, capsys):
     code, err = run_main(capsys, ["export", "--study", "nosuch", "--results", str(tmp_path), "--prune", "0.25",
                                   "--distill"])
     assert code == 2 and "--distill" not in err and "nosuch" in err
+
+
+def test_retraining_progress_reports_each_epoch_on_stderr_and_never_stops_training(capsys):
+    from bitnas.export.exporter import _epoch_progress
+
+    report = _epoch_progress("trial 3 retraining", 24)
+    assert report(1, [0.61]) is False and report(2, [0.61, 0.7342]) is False
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("  trial 3 retraining: epoch 1/24, val accuracy 0.6100 (")
+    assert lines[1].startswith("  trial 3 retraining: epoch 2/24, val accuracy 0.7342 (")
