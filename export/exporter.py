@@ -14,6 +14,7 @@ import os
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per export, no bars
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -145,8 +146,6 @@ def _latency_side_by_side(before_model: torch.nn.Module, after_model: torch.nn.M
     """Replace both latencies by the medians of alternating rounds: the fine-tuning lies minutes
     between the two single measurements, and a 2-core VM's speed swings by up to 1.7x in that time
     (benchmarks/pruning.py saw one pruned network read 0.50x and 1.28x in two runs)."""
-    import statistics
-
     from bitnas.evaluators.latency import measure_latency
 
     rounds = []
