@@ -256,22 +256,45 @@ def _stage_keeps(trace: _Trace, genotype: Genotype, ratio: float) -> dict[int, i
         return _keeps_from(trace, genotype, ratio, genotype.stem_width)
 
 
+SEARCH_LIMIT = 20_000  # stage widths tried before pruning gives up (a backtracking search, see below)
+
+
 def _keeps_from(trace: _Trace, genotype: Genotype, ratio: float, stem_keep: int) -> dict[int, int]:
+    """Each stage's kept width, as near `ratio` as the builder's rules allow. Stage by stage, nearest
+    first; a stage with no width that keeps its shortcuts as built sends the search back to the
+    stage before's next choice (a reactnet of 3 -> 2 -> 1: once the stem keeps 1, stage 0 keeps no
+    non-multiple of it), so a network is refused only when no assignment exists within the limit."""
     keeps = {-1: stem_keep}
-    # Counting with "atom < keep" is right for any atoms set: only how many survive matters here.
-    for index, stage in enumerate(genotype.stages):
+    stages = list(enumerate(genotype.stages))
+    tries = 0
+    stuck = 0  # the deepest stage that had no width: the one the error names
+
+    def place(position: int) -> bool:
+        nonlocal tries, stuck
+        if position == len(stages):
+            return True
+        index, stage = stages[position]
         own = any(trace.groups[g].stage == index for g, _ in trace.stage_outputs[index].atoms)
         if not own:  # tied to or duplicated from earlier channels: their choice decides
             keeps[index] = _count(trace.stage_outputs[index], keeps, trace)
-            continue
+            return place(position + 1)
+        # Counting with "atom < keep" is right for any atoms set: only how many survive matters here.
         rules = [(source, out, rule) for source, out, rule, at in trace.constraints if at == index]
         wanted = kept_count(stage.width, ratio)
         for candidate in sorted(range(1, stage.width + 1), key=lambda k: (abs(k - wanted), -k)):
+            tries += 1
+            if tries > SEARCH_LIMIT:
+                return False
             keeps[index] = candidate
-            if all(_holds(rule, _count(source, keeps, trace), _count(out, keeps, trace)) for source, out, rule in rules):
-                break
-        else:
-            raise PruningError(f"pruning: stage {index} ({stage.block}) has no width that keeps its shortcuts")
+            if all(_holds(rule, _count(source, keeps, trace), _count(out, keeps, trace)) for source, out, rule in rules) \
+                    and place(position + 1):
+                return True
+        stuck = max(stuck, index)
+        return False
+
+    if not place(0):
+        raise PruningError(f"pruning: stage {stuck} ({genotype.stages[stuck].block}) has no width that keeps its "
+                           "shortcuts")
     return keeps
 
 
