@@ -19,11 +19,12 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import torch
 
 from bitnas.evaluators import LatencyConfig, TrainingConfig, accuracy, load_dataset, load_or_train_teacher
-from bitnas.evaluators.latency import measure_latency
+from bitnas.evaluators.latency import measure_side_by_side
 from bitnas.evaluators.train import recalibrate_batchnorm, train
 from bitnas.spaces import build_model, count_costs
 from bitnas.spaces.baselines import small_baselines
@@ -37,22 +38,14 @@ OUT = Path("results/bench")
 ROUNDS = 7  # latency: unpruned and pruned measured in turn this often, side by side
 
 
-def latency_ms(model: torch.nn.Module, data, config: LatencyConfig) -> tuple[float, float]:
-    with torch.random.fork_rng():
-        measured = measure_latency(model, data.input_shape, config)
-    return measured.median_ms, measured.min_ms
-
-
 def latency_pair(before: torch.nn.Module, after: torch.nn.Module, data, config: LatencyConfig):
     """Median latency of each network, the median of the per-round ratios before / after, and the
-    ratio of the minima, from alternating rounds: this VM's speed swings by up to 1.7x within
-    minutes (the unpruned network read 0.53-0.93 ms in one run), so each ratio is taken from two
-    measurements side by side, and the rounds' middle one is kept."""
-    rounds = [(latency_ms(before, data, config), latency_ms(after, data, config)) for _ in range(ROUNDS)]
-    median = lambda values: sorted(values)[len(values) // 2]  # noqa: E731
-    return (median([b[0] for b, _ in rounds]), median([a[0] for _, a in rounds]),
-            median([b[0] / a[0] for b, a in rounds]),
-            min(b[1] for b, _ in rounds) / min(a[1] for _, a in rounds))
+    ratio of the minima, from alternating rounds (`measure_side_by_side`: the unpruned network
+    read 0.53-0.93 ms in one run on this VM, so each ratio comes from two measurements side by side)."""
+    rounds = measure_side_by_side(before, after, data.input_shape, config, ROUNDS)
+    return (median(b.median_ms for b, _ in rounds), median(a.median_ms for _, a in rounds),
+            median(b.median_ms / a.median_ms for b, a in rounds),
+            min(b.min_ms for b, _ in rounds) / min(a.min_ms for _, a in rounds))
 
 
 def main() -> None:

@@ -258,3 +258,13 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], config:
         torch_version=torch.__version__, host=platform.node(), target=config.target,
         environment={**environment(config.threads, engine), "pinned_cpu": pinned},
     )
+
+
+def measure_side_by_side(first: nn.Module, second: nn.Module, input_shape: tuple[int, int, int],
+                         config: LatencyConfig, rounds: int) -> list[tuple[LatencyMeasurement, LatencyMeasurement]]:
+    """Both networks measured in turn, `rounds` times: a 2-core VM's speed swings by up to 1.7x
+    within minutes, so a comparison takes its two figures side by side (pruned against unpruned:
+    benchmarks/pruning.py, `bitnas export --prune`). Random inputs are drawn on a forked RNG."""
+    with torch.random.fork_rng():
+        return [(measure_latency(first, input_shape, config), measure_latency(second, input_shape, config))
+                for _ in range(rounds)]

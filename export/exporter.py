@@ -14,7 +14,6 @@ import os
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line per export, no bars
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -143,20 +142,17 @@ LATENCY_ROUNDS = 5  # pruning: the unpruned and the pruned network timed in turn
 
 def _latency_side_by_side(before_model: torch.nn.Module, after_model: torch.nn.Module, data: Dataset, request,
                           before: dict, after: dict) -> None:
-    """Replace both latencies by the medians of alternating rounds: the fine-tuning lies minutes
-    between the two single measurements, and a 2-core VM's speed swings by up to 1.7x in that time
-    (benchmarks/pruning.py saw one pruned network read 0.50x and 1.28x in two runs)."""
-    from bitnas.evaluators.latency import measure_latency
+    """Both latencies from alternating rounds after the fine-tuning, each the round whose median is
+    the middle one (the fine-tuning lies minutes between the two networks' other figures)."""
+    from bitnas.evaluators.latency import measure_side_by_side
 
-    rounds = []
-    with torch.random.fork_rng():
-        for _ in range(LATENCY_ROUNDS):
-            rounds.append((measure_latency(before_model.eval(), data.input_shape, request.latency).median_ms,
-                           measure_latency(after_model.eval(), data.input_shape, request.latency).median_ms))
-    for figures, medians in ((before, [b for b, _ in rounds]), (after, [a for _, a in rounds])):
-        figures["latency_ms"] = statistics.median(medians)
-        figures["latency"] = {**figures["latency"], "median_ms": figures["latency_ms"], "rounds": LATENCY_ROUNDS,
-                              "measured": "median of alternating rounds, beside the other network"}
+    rounds = measure_side_by_side(before_model.eval(), after_model.eval(), data.input_shape, request.latency,
+                                  LATENCY_ROUNDS)
+    for figures, measured in ((before, [b for b, _ in rounds]), (after, [a for _, a in rounds])):
+        middle = sorted(measured, key=lambda m: m.median_ms)[len(measured) // 2]
+        figures.update(latency_ms=middle.median_ms, latency_p90_ms=middle.p90_ms,
+                       latency={**middle.as_dict(), "rounds": LATENCY_ROUNDS,
+                                "measured": "median of alternating rounds, beside the other network"})
 
 
 def _retrain(study: StudyArchive, genotype: Genotype, data: Dataset, options: ExportOptions,
@@ -183,23 +179,21 @@ def _retrain(study: StudyArchive, genotype: Genotype, data: Dataset, options: Ex
 
 def _measure(model: torch.nn.Module, data: Dataset, request) -> dict:
     """What the model card compares before and after pruning, measured now, on this machine, with
-    the study's latency settings (batch 1 on its target) and energy profile."""
+    the study's energy profile; the latencies come after the fine-tuning, side by side
+    (`_latency_side_by_side`)."""
     from bitnas.evaluators.energy import estimate_energy
     from bitnas.evaluators.evaluate import _measured_energy
-    from bitnas.evaluators.latency import measure_latency
     from bitnas.spaces import count_costs
 
     model.eval()
     costs = count_costs(model, data.input_shape)
     totals = costs.totals()
-    # Latency inputs are random: forking keeps the fine-tuning's randomness as seeded.
+    # The meter's inputs are random: forking keeps the fine-tuning's randomness as seeded.
     with torch.random.fork_rng():
-        latency = measure_latency(model, data.input_shape, request.latency).as_dict()
         measured = _measured_energy(model, data.input_shape, request) if request.energy_meter == "auto" else None
     energy = estimate_energy(costs, request.energy_profile)
     return {"test_accuracy": accuracy(model, data.test), "size_kb": float(totals["size_kb"]),
-            "params": int(costs.params), "ops": float(totals["ops"]), "latency_ms": latency["median_ms"],
-            "latency_p90_ms": latency["p90_ms"], "latency": latency, "energy_analytic_uj": energy.total_uj,
+            "params": int(costs.params), "ops": float(totals["ops"]), "energy_analytic_uj": energy.total_uj,
             "energy_measured_uj": measured.per_inference_uj if measured is not None else None,
             "energy_source": measured.source if measured is not None else energy.source}
 
