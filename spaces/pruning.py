@@ -244,27 +244,23 @@ def _stage_keeps(trace: _Trace, genotype: Genotype, ratio: float) -> dict[int, i
     # The stem is no stage: it is pruned only where a stage's channels are its own channels.
     stem_linked = any(trace.groups[group].stage == -1 for name, space in trace.spaces.items() if name != "stem"
                       for group, _ in space.atoms)
-    try:
-        return _keeps_from(trace, genotype, ratio, kept_count(genotype.stem_width, ratio) if stem_linked
-                           else genotype.stem_width)
-    except PruningError:
-        if not stem_linked:
-            raise
-        # A pruned stem can leave a later stage no width that keeps its shortcut as built (a reactnet
-        # of width 1 after a stem of 2: pruned to 1 -> 1, its downsampling shortcut would vanish):
-        # then the stem keeps its channels and only the stages are pruned.
-        return _keeps_from(trace, genotype, ratio, genotype.stem_width)
+    # A pruned stem can leave a later stage no width that keeps its shortcut as built (a reactnet of
+    # width 1 after a stem of 2: pruned to 1 -> 1, its downsampling shortcut would vanish): then the
+    # stem keeps its channels and only the stages are pruned.
+    stems = [kept_count(genotype.stem_width, ratio), genotype.stem_width] if stem_linked else [genotype.stem_width]
+    return _keeps_from(trace, genotype, ratio, stems)
 
 
 SEARCH_LIMIT = 20_000  # stage widths tried before pruning gives up (a backtracking search, see below)
 
 
-def _keeps_from(trace: _Trace, genotype: Genotype, ratio: float, stem_keep: int) -> dict[int, int]:
-    """Each stage's kept width, as near `ratio` as the builder's rules allow. Stage by stage, nearest
-    first; a stage with no width that keeps its shortcuts as built sends the search back to the
-    stage before's next choice (a reactnet of 3 -> 2 -> 1: once the stem keeps 1, stage 0 keeps no
-    non-multiple of it), so a network is refused only when no assignment exists within the limit."""
-    keeps = {-1: stem_keep}
+def _keeps_from(trace: _Trace, genotype: Genotype, ratio: float, stems: list[int]) -> dict[int, int]:
+    """Each stage's kept width, as near `ratio` as the builder's rules allow: the stem's choices in
+    order, then stage by stage, nearest first; a stage with no width that keeps its shortcuts as
+    built sends the search back to the choice before it (a reactnet of 3 -> 2 -> 1: once the stem
+    keeps 1, stage 0 keeps no non-multiple of it), so a network is refused only when no assignment
+    exists within the limit."""
+    keeps: dict[int, int] = {}
     stages = list(enumerate(genotype.stages))
     tries = 0
     stuck = 0  # the deepest stage that had no width: the one the error names
@@ -292,10 +288,12 @@ def _keeps_from(trace: _Trace, genotype: Genotype, ratio: float, stem_keep: int)
         stuck = max(stuck, index)
         return False
 
-    if not place(0):
-        raise PruningError(f"pruning: stage {stuck} ({genotype.stages[stuck].block}) has no width that keeps its "
-                           "shortcuts")
-    return keeps
+    for stem_keep in dict.fromkeys(stems):  # in order, without repeats (ratio 0 keeps the stem)
+        keeps[-1] = stem_keep
+        if place(0):
+            return keeps
+    raise PruningError(f"pruning: stage {stuck} ({genotype.stages[stuck].block}) has no width that keeps its "
+                       "shortcuts")
 
 
 def _select(trace: _Trace, keeps: dict[int, int], criterion: str) -> list[torch.Tensor]:
