@@ -31,7 +31,7 @@ from .early_stopping import EarlyStoppingRule
 from .proxies import ProxyPrefilter
 from .settings import SupernetConfig
 from .energy import estimate_energy
-from .latency import LatencyConfig, measure_latency
+from .latency import LatencyConfig, compile_for_target, measure_latency
 from .supernet import SharedWeights, evaluate_subnet, load_subnet
 from .train import TrainingConfig, TrainingOutcome, accuracy, train
 
@@ -225,6 +225,8 @@ def measure_before_training(model, genotype: Genotype, input_shape: tuple[int, i
     known = cache.get(key)
     if known is not None:
         return {**known, "cached": True, "slot_wait_s": 0.0}
+    if request.latency.mode == "measure":  # compiling needs no exclusive slot; timing does
+        compile_for_target(model, input_shape, request.latency)
     # Measurement draws random inputs; forking keeps the trial's training randomness as it was.
     with torch.random.fork_rng(), slot.measuring() as waited:
         if request.latency.mode == "predict":

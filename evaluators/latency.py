@@ -239,16 +239,45 @@ def time_runner(run: Runner, *, threads: int, runs: int, warmup: int) -> tuple[l
     return timings, pinning.pinned
 
 
+# Targets whose first call compiles code that later runners in the same process reuse: the
+# engine's numba kernels (cached per process and on disk). An ONNX session or a torch model is
+# built anew by every runner, so compiling those ahead would only do the work twice.
+_COMPILED_PER_PROCESS = frozenset({"cpu"})
+
+
+def _target(config: LatencyConfig) -> TargetFactory:
+    if config.target not in TARGETS:
+        raise LatencyTargetError(f"unknown latency target {config.target!r}; known targets: {', '.join(sorted(TARGETS))}")
+    return TARGETS[config.target]
+
+
+def compile_for_target(model: nn.Module, input_shape: tuple[int, int, int], config: LatencyConfig) -> None:
+    """Build `config.target`'s runner for `model` and call it once, untimed, where that compiles
+    code the timed runner will reuse (numba's kernels for the network's layer shapes: tens of
+    seconds on a cold cache). Called outside the node's measurement slot, so that compiling does
+    not pause every other worker's training on the node (evaluate.measure_before_training)."""
+    factory = _target(config)
+    if config.target not in _COMPILED_PER_PROCESS:
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng():
+            run, _ = factory(model, tuple(input_shape), config.threads)
+            run()
+    finally:
+        model.train(was_training)
+
+
 def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], config: LatencyConfig) -> LatencyMeasurement:
     """Median and p90 wall time of one batch-1 forward pass on `config.target`, in milliseconds."""
     if config.runs < 1:
         raise ValueError("latency runs must be >= 1")
-    if config.target not in TARGETS:
-        raise LatencyTargetError(f"unknown latency target {config.target!r}; known targets: {', '.join(sorted(TARGETS))}")
+    factory = _target(config)
     was_training = model.training
     model.eval()
     try:
-        run, engine = TARGETS[config.target](model, tuple(input_shape), config.threads)
+        run, engine = factory(model, tuple(input_shape), config.threads)
         timings, pinned = time_runner(run, threads=config.threads, runs=config.runs, warmup=config.warmup)
     finally:
         model.train(was_training)

@@ -2,8 +2,12 @@
 
 Each declares its `bits`, which the cost counter reads. The straight-through estimators are
 written as `_straight_through(surrogate, quantized)`: the forward value is exactly the quantized
-one, the gradient is the surrogate's. No custom autograd function is needed, so models export to
-ONNX as plain operators.
+one, the gradient is the surrogate's. That plain form is what evaluation and export run, so models
+export to ONNX as plain operators. While training with gradients on, the 1-bit quantizers compute
+the same values and the same gradients, bit for bit, through small autograd functions instead
+(`_ClippedSign`, `_SignThrough`): the plain form makes about eight full passes over an activation
+per sign and its gradient, with torch.where among them, they make four (`benchmarks/training_speed.py`
+measures the difference, tests/test_fused_quantizers.py checks that training is unchanged).
 
 Two kinds: activation quantizers (`SignSTE`, `ApproxSign`, `RSign`, `TwoBitSymmetric`,
 `LsqActivations`) and weight quantizers (`ScaledSignWeights`, `SignWeights`, `TwoBitWeights`,
@@ -13,6 +17,7 @@ Two kinds: activation quantizers (`SignSTE`, `ApproxSign`, `RSign`, `TwoBitSymme
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from typing import Callable
@@ -24,8 +29,14 @@ from .catalog import BIT_WIDTHS  # noqa: E402,F401 - the widths every quantizer 
 
 
 def _binary(x: torch.Tensor) -> torch.Tensor:
-    # torch.sign maps 0 to 0, which is not a binary value; 0 goes to +1 as in the papers' kernels.
-    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    """+1 where x >= 0 (-0.0 included), -1 elsewhere: torch.sign maps 0 to 0, which is not a binary
+    value; 0 goes to +1 as in the papers' kernels. The value only (never differentiated)."""
+    if torch.jit.is_tracing() or not _FUSED:  # the ONNX exporter: plain operators it can write down
+        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    # torch.where and boolean tensors are the slow operators here (about 4 ms against 0.1 ms for a
+    # comparison written into a float tensor, on a 32 x 32 x 28 x 28 activation): the same values in
+    # three cheap passes.
+    return torch.ge(x.detach(), 0.0, out=torch.empty_like(x)).mul_(2.0).sub_(1.0)
 
 
 def _straight_through(surrogate: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
@@ -33,6 +44,60 @@ def _straight_through(surrogate: torch.Tensor, quantized: torch.Tensor) -> torch
     # `quantized` (the textbook `s + (q - s).detach()` is off by rounding, which a bit-exact engine
     # would notice), while the gradient flows through the surrogate.
     return (surrogate - surrogate.detach()) + quantized.detach()
+
+
+# Whether training takes the fused autograd functions below (and `_binary` its cheap passes);
+# `plain_autograd()` turns both off, for the benchmark that measures what they save and the test
+# that checks they change nothing.
+_FUSED = True
+
+
+@contextlib.contextmanager
+def plain_autograd():
+    """Within this block the 1-bit quantizers train through the plain straight-through form and the
+    plain sign: the ONNX-traceable operators throughout, as before the fused functions existed."""
+    global _FUSED
+    previous, _FUSED = _FUSED, False
+    try:
+        yield
+    finally:
+        _FUSED = previous
+
+
+def _fused(module: nn.Module) -> bool:
+    # Only a training pass that records gradients; evaluation, BatchNorm recalibration (no_grad)
+    # and the ONNX tracer (eval mode) take the plain straight-through form.
+    return _FUSED and module.training and torch.is_grad_enabled()
+
+
+class _ClippedSign(torch.autograd.Function):
+    """sign(x) forward; backward the gradient where -1 <= x <= 1 and 0 elsewhere: exactly what
+    `_straight_through(torch.clamp(x, -1, 1), _binary(x))` gives (clamp's backward keeps both
+    ends), computed from a saved mask instead of clamp, subtract and add."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x.abs().le_(1.0))  # 1.0 inside [-1, 1], 0.0 outside
+        return _binary(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (inside,) = ctx.saved_tensors
+        # grad x 0.0 is -0.0 where grad < 0; adding +0.0 makes it the +0.0 clamp's backward writes.
+        return grad.mul(inside).add_(0.0)
+
+
+class _SignThrough(torch.autograd.Function):
+    """sign(x) forward; the incoming gradient passed unchanged to `surrogate` (the straight-through
+    step of `_straight_through(surrogate, _binary(x))`, whose subtract and add pass it unchanged too)."""
+
+    @staticmethod
+    def forward(ctx, surrogate: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return _binary(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad, None
 
 
 def _per_output_channel(w: torch.Tensor, reduce: Callable[..., torch.Tensor]) -> torch.Tensor:
@@ -55,6 +120,8 @@ class SignSTE(nn.Module):
     bits = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _fused(self):
+            return _ClippedSign.apply(x)
         surrogate = torch.clamp(x, -1.0, 1.0)
         return _straight_through(surrogate, _binary(x))
 
@@ -71,6 +138,8 @@ class ApproxSign(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         clipped = torch.clamp(x, -1.0, 1.0)
         surrogate = 2 * clipped - clipped * clipped.abs()
+        if _fused(self):
+            return _SignThrough.apply(surrogate, x)
         return _straight_through(surrogate, _binary(x))
 
 
@@ -88,6 +157,8 @@ class RSign(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shifted = x - (self.threshold if x.dim() == 4 else self.threshold.flatten(1))
+        if _fused(self):
+            return _ClippedSign.apply(shifted)
         surrogate = torch.clamp(shifted, -1.0, 1.0)
         return _straight_through(surrogate, _binary(shifted))
 
@@ -113,6 +184,8 @@ class SignWeights(nn.Module):
     bits = 1
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if _fused(self):
+            return _ClippedSign.apply(w)
         return _straight_through(torch.clamp(w, -1.0, 1.0), _binary(w))
 
 

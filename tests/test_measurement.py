@@ -86,6 +86,40 @@ def test_a_genotype_is_measured_once_per_node_and_settings(tmp_path):
     assert not measure_before_training(model, GENOTYPE, (1, 8, 8), other, slot, cache)["cached"]
 
 
+def test_the_target_compiles_outside_the_slot_and_only_times_inside_it(tmp_path, monkeypatch):
+    """The first call of a target's runner compiles (numba, on a cold cache: tens of seconds); it
+    must not hold the node's slot, which pauses every other worker's training."""
+    from bitnas.evaluators import latency
+
+    events = []
+    slot = MeasurementSlot(tmp_path)
+    measuring = slot.measuring
+
+    class RecordingSlot:
+        def measuring(self):
+            events.append("slot taken")
+            return measuring()
+
+    real_target = latency.TARGETS["cpu"]
+
+    def recording_target(model, input_shape, threads):
+        run, name = real_target(model, input_shape, threads)
+
+        def recorded():
+            events.append("run")
+            return run()
+
+        return recorded, name
+
+    monkeypatch.setitem(latency.TARGETS, "cpu", recording_target)
+    request = EvalRequest(dataset="digits", latency=FAST_LATENCY, energy_meter="off")
+    measured = measure_before_training(build_model(GENOTYPE), GENOTYPE, (1, 8, 8), request, RecordingSlot(),
+                                       MeasurementCache(tmp_path))
+    assert events[0] == "run" and events[1] == "slot taken"  # compiled (one call), then the slot for timing
+    assert events.count("run") == 1 + FAST_LATENCY.warmup + FAST_LATENCY.runs
+    assert measured["latency"]["runs"] == FAST_LATENCY.runs
+
+
 def test_measuring_first_leaves_the_training_as_it_was():
     request = EvalRequest(dataset="digits", latency=FAST_LATENCY, energy_meter="off",
                           training=TrainingConfig(epochs=0.2, batch_size=32))
