@@ -31,7 +31,7 @@ from .early_stopping import EarlyStoppingRule
 from .proxies import ProxyPrefilter
 from .settings import SupernetConfig
 from .energy import estimate_energy
-from .latency import LatencyConfig, compile_for_target, measure_latency
+from .latency import LatencyConfig, compile_for_target, keeping_torch_threads, measure_latency
 from .supernet import SharedWeights, evaluate_subnet, load_subnet
 from .train import TrainingConfig, TrainingOutcome, accuracy, train
 
@@ -228,7 +228,7 @@ def measure_before_training(model, genotype: Genotype, input_shape: tuple[int, i
     if request.latency.mode == "measure":  # compiling needs no exclusive slot; timing does
         compile_for_target(model, input_shape, request.latency)
     # Measurement draws random inputs; forking keeps the trial's training randomness as it was.
-    with torch.random.fork_rng(), slot.measuring() as waited:
+    with torch.random.fork_rng(), keeping_torch_threads(), slot.measuring() as waited:
         if request.latency.mode == "predict":
             latency = predicted_latency(model, input_shape, request.latency, cache.directory.parent)
         else:
@@ -278,9 +278,14 @@ def _measured_energy(model, input_shape: tuple[int, int, int], request: EvalRequ
         meter = RaplMeter.find()
     if meter is None:
         return None
+    was_training = model.training
     model.eval()
-    run, _ = TARGETS[request.latency.target](model, tuple(input_shape), request.latency.threads)
-    return meter.measure(run, max(request.latency.runs, 200))
+    try:
+        with keeping_torch_threads():
+            run, _ = TARGETS[request.latency.target](model, tuple(input_shape), request.latency.threads)
+            return meter.measure(run, max(request.latency.runs, 200))
+    finally:
+        model.train(was_training)
 
 
 def measure_on_target(genotype_json: str, request: EvalRequest) -> dict:

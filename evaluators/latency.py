@@ -14,6 +14,7 @@ Targets (`LatencyConfig.target`):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import platform
@@ -22,7 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -239,6 +240,20 @@ def time_runner(run: Runner, *, threads: int, runs: int, warmup: int) -> tuple[l
     return timings, pinning.pinned
 
 
+@contextlib.contextmanager
+def keeping_torch_threads() -> Iterator[None]:
+    """torch leaves the block with the intra-op thread count it came with. numba's OpenMP threading
+    layer, started by the engine's first `numba.set_num_threads`, sets the OpenMP thread count torch
+    shares to the pool's size (every core): a trial that measured its latency then trained on two
+    threads instead of `train_threads`, oversubscribing the node and rounding differently from a
+    trial whose latency came from the cache (tests/test_measurement.py)."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 # Targets whose first call compiles code that later runners in the same process reuse: the
 # engine's numba kernels (cached per process and on disk). An ONNX session or a torch model is
 # built anew by every runner, so compiling those ahead would only do the work twice.
@@ -262,7 +277,7 @@ def compile_for_target(model: nn.Module, input_shape: tuple[int, int, int], conf
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), keeping_torch_threads():
             run, _ = factory(model, tuple(input_shape), config.threads)
             run()
     finally:
@@ -277,8 +292,9 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], config:
     was_training = model.training
     model.eval()
     try:
-        run, engine = factory(model, tuple(input_shape), config.threads)
-        timings, pinned = time_runner(run, threads=config.threads, runs=config.runs, warmup=config.warmup)
+        with keeping_torch_threads():
+            run, engine = factory(model, tuple(input_shape), config.threads)
+            timings, pinned = time_runner(run, threads=config.threads, runs=config.runs, warmup=config.warmup)
     finally:
         model.train(was_training)
     return LatencyMeasurement(

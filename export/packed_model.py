@@ -85,8 +85,8 @@ def bench(model_dir: Path, *, runs: int = 50, warmup: int = 5, threads: int = 1)
     from bitnas.evaluators.latency import environment
 
     engine, header = load_packed_model(model_dir)
+    previous = torch.get_num_threads()  # before numba's pool starts: it resets the OpenMP count torch shares
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     sample = np.random.default_rng(0).standard_normal(engine.input_shape).astype(np.float32)
     rows = [{"runtime": f"packed engine ({PACKED_FILE})", **_time(lambda: engine.run_one(sample), runs, warmup)}]
