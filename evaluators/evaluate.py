@@ -31,7 +31,7 @@ from .early_stopping import EarlyStoppingRule
 from .proxies import ProxyPrefilter
 from .settings import SupernetConfig
 from .energy import estimate_energy
-from .latency import LatencyConfig, compile_for_target, keeping_torch_threads, measure_latency
+from .latency import LatencyConfig, compile_for_target, eval_mode, keeping_torch_threads, measure_latency
 from .supernet import SharedWeights, evaluate_subnet, load_subnet
 from .train import TrainingConfig, TrainingOutcome, accuracy, train
 
@@ -278,14 +278,9 @@ def _measured_energy(model, input_shape: tuple[int, int, int], request: EvalRequ
         meter = RaplMeter.find()
     if meter is None:
         return None
-    was_training = model.training
-    model.eval()
-    try:
-        with keeping_torch_threads():
-            run, _ = TARGETS[request.latency.target](model, tuple(input_shape), request.latency.threads)
-            return meter.measure(run, max(request.latency.runs, 200))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), keeping_torch_threads():
+        run, _ = TARGETS[request.latency.target](model, tuple(input_shape), request.latency.threads)
+        return meter.measure(run, max(request.latency.runs, 200))
 
 
 def measure_on_target(genotype_json: str, request: EvalRequest) -> dict:

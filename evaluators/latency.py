@@ -254,6 +254,18 @@ def keeping_torch_threads() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """`model` in eval mode inside the block, in the mode it had after it (a trial is measured
+    before it trains)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 # Targets whose first call compiles code that later runners in the same process reuse: the
 # engine's numba kernels (cached per process and on disk). An ONNX session or a torch model is
 # built anew by every runner, so compiling those ahead would only do the work twice.
@@ -274,14 +286,9 @@ def compile_for_target(model: nn.Module, input_shape: tuple[int, int, int], conf
     factory = _target(config)
     if config.target not in _COMPILED_PER_PROCESS:
         return
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.random.fork_rng(), keeping_torch_threads():
-            run, _ = factory(model, tuple(input_shape), config.threads)
-            run()
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.random.fork_rng(), keeping_torch_threads():
+        run, _ = factory(model, tuple(input_shape), config.threads)
+        run()
 
 
 def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], config: LatencyConfig) -> LatencyMeasurement:
@@ -289,14 +296,9 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], config:
     if config.runs < 1:
         raise ValueError("latency runs must be >= 1")
     factory = _target(config)
-    was_training = model.training
-    model.eval()
-    try:
-        with keeping_torch_threads():
-            run, engine = factory(model, tuple(input_shape), config.threads)
-            timings, pinned = time_runner(run, threads=config.threads, runs=config.runs, warmup=config.warmup)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), keeping_torch_threads():
+        run, engine = factory(model, tuple(input_shape), config.threads)
+        timings, pinned = time_runner(run, threads=config.threads, runs=config.runs, warmup=config.warmup)
     return LatencyMeasurement(
         median_ms=statistics.median(timings), p90_ms=_percentile(timings, 0.9), min_ms=min(timings),
         runs=config.runs, threads=config.threads, engine=engine, cpu=cpu_model(),
