@@ -278,7 +278,7 @@ def _measured_energy(model, input_shape: tuple[int, int, int], request: EvalRequ
         meter = RaplMeter.find()
     if meter is None:
         return None
-    with eval_mode(model), keeping_torch_threads():
+    with eval_mode(model):  # inside measure_before_training's keeping_torch_threads()
         run, _ = TARGETS[request.latency.target](model, tuple(input_shape), request.latency.threads)
         return meter.measure(run, max(request.latency.runs, 200))
 
