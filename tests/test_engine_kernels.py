@@ -103,6 +103,51 @@ def test_fused_packed_output_equals_packing_the_float_output(cin, cout, stride, 
     assert np.array_equal(fused, repacked)
 
 
+def numpy_pack(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """An independent packer: bit b of word j of a pixel is (x + shift >= 0) of channel 64j + b."""
+    height, width, channels = x.shape
+    bits = np.zeros((height, width, packed_words(channels) * 64), np.uint64)
+    bits[..., :channels] = (x + shift) >= np.float32(0)
+    weights = np.uint64(1) << np.arange(64, dtype=np.uint64)
+    return (bits.reshape(height, width, -1, 64) * weights).sum(axis=3, dtype=np.uint64)
+
+
+def finish_reference(counts, scale, bias, residual):
+    """The epilogue by its formula: float32(scale * dot + bias) in float64, then + residual in float32."""
+    value = (scale * counts.astype(np.float64) + bias).astype(np.float32)
+    return value if residual is None else value + residual
+
+
+# Every lane count of a partial 16-output block (1-15), the full ones around them, and several words per pixel.
+@pytest.mark.parametrize("cout", [1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 18, 23, 24, 36, 40])
+@pytest.mark.parametrize("cin", [12, 36, 70])
+def test_each_output_width_finishes_and_packs_like_the_formula(cout, cin):
+    """A width pruning leaves (12, 18, 36, ...) ends in a lane-masked store: scale, BatchNorm bias,
+    residual and the fused packed output equal the formula and an independent packer, bit for bit,
+    and no output past Cout is written (the buffer's canary column survives)."""
+    rng = np.random.default_rng(cout * 100 + cin)
+    x, shift, weight, dot = case(cout + cin, cin, cout, 3, 1, 6)
+    packed = np.empty((6, 6, packed_words(cin)), np.uint64)
+    pack_activations(x, shift, packed)
+    assert np.array_equal(packed, numpy_pack(x, shift))
+    scale, bias = rng.uniform(0.01, 0.1, cout), rng.normal(0, 0.5, cout)
+    residual = rng.standard_normal((6, 6, cout)).astype(np.float32)
+    next_shift = rng.normal(0, 0.3, cout).astype(np.float32)
+    canvas = np.full(6 * 6 * cout + 16, 7.0, np.float32)  # 16 canaries after the output
+    out = canvas[:6 * 6 * cout].reshape(6, 6, cout)
+    fused = np.empty((6, 6, packed_words(cout)), np.uint64)
+    binary_conv2d_prepared(packed, prepare_weights(pack_weight_signs(weight >= 0)), 3, 1, 1, cin, scale, bias,
+                           residual, True, out, next_shift=next_shift, packed_out=fused)
+    expected = finish_reference(dot, scale, bias, residual)
+    assert np.array_equal(out, expected)
+    assert np.all(canvas[6 * 6 * cout:] == 7.0)
+    assert np.array_equal(fused, numpy_pack(expected, next_shift))
+    plain = np.empty_like(out)
+    binary_conv2d_prepared(packed, prepare_weights(pack_weight_signs(weight >= 0)), 3, 1, 1, cin, scale, bias,
+                           np.zeros((0, 0, 0), np.float32), False, plain)
+    assert np.array_equal(plain, finish_reference(dot, scale, bias, None))
+
+
 def test_isa_path_names_what_numba_compiles_for(monkeypatch):
     path = isa.isa_path()
     assert path in ("avx512-vpopcntdq", "avx2", "generic")
@@ -120,8 +165,11 @@ AVX2_CHECK = """
 import numpy as np, sys
 sys.path.insert(0, {tests!r})
 from bitnas.evaluators.engine import isa
-from test_engine_kernels import case, engine_counts
+from test_engine_kernels import case, engine_counts, test_each_output_width_finishes_and_packs_like_the_formula
 assert isa.isa_path() == "avx2", isa.isa_path()
+for cout in (3, 12, 18, 36):
+    for cin in (12, 70):
+        test_each_output_width_finishes_and_packs_like_the_formula(cout, cin)
 for seed, (cin, cout, kernel, stride, size, width) in enumerate([(64, 64, 3, 1, 9, 9), (3, 5, 3, 2, 7, 6),
         (200, 17, 5, 1, 6, 8), (130, 40, 3, 2, 9, 9), (512, 16, 3, 1, 5, 5), (700, 16, 3, 1, 6, 6), (1, 1, 1, 1, 1, 1)]):
     x, shift, weight, expected = case(seed, cin, cout, kernel, stride, size, width)
@@ -137,3 +185,28 @@ def test_avx2_kernels_equal_torch_bit_for_bit_in_a_haswell_subprocess():
     result = subprocess.run([sys.executable, "-c", AVX2_CHECK.format(tests=str(Path(__file__).parent))],
                             env=environment, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+
+
+def test_convs_written_into_slices_of_one_output_equal_their_concatenation():
+    """ReActNet's 1x1 copies write straight into their channels of the block's output: the same
+    numbers as computing each alone and concatenating, widths that end in a partial block included;
+    a slice that does not fit is refused."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 5, 18)).astype(np.float32)
+    packed = np.empty((5, 5, 1), np.uint64)
+    pack_activations(x, np.zeros(18, np.float32), packed)
+    residual = rng.standard_normal((5, 5, 18)).astype(np.float32)
+    convs = [(prepare_weights(pack_weight_signs(rng.standard_normal((18, 18, 1, 1)) >= 0)),
+              rng.uniform(0.01, 0.1, 18), rng.normal(0, 0.5, 18)) for _ in range(2)]
+    alone = []
+    for prepared, scale, bias in convs:
+        out = np.empty((5, 5, 18), np.float32)
+        binary_conv2d_prepared(packed, prepared, 1, 1, 0, 18, scale, bias, residual, True, out)
+        alone.append(out)
+    together = np.full((5, 5, 36), np.nan, np.float32)
+    for index, (prepared, scale, bias) in enumerate(convs):
+        binary_conv2d_prepared(packed, prepared, 1, 1, 0, 18, scale, bias, residual, True, together, out_first=18 * index)
+    assert np.array_equal(together, np.concatenate(alone, axis=2))
+    with pytest.raises(ValueError, match="do not fit"):
+        binary_conv2d_prepared(packed, convs[0][0], 1, 1, 0, 18, convs[0][1], convs[0][2], residual, True, together,
+                               out_first=19)

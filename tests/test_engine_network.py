@@ -56,3 +56,49 @@ def test_head_conv_is_part_of_the_compiled_network():
     assert genotype.short().split(" | ")[-2].startswith("head")
     steps = [step["step"] for step in compile_model(build_model(genotype).eval(), (1, 28, 28)).summary()]
     assert steps[-1] == "head"
+
+
+def _reactnet(stem: int, stages: list[tuple[int, int, int]]):
+    """reactnet_small with another stem width and (stride, width, depth) per stage."""
+    from bitnas.spaces.genotype import Genotype
+
+    data = BASELINES["reactnet_small"].to_dict()
+    data["stem_width"] = stem
+    data["stages"] = [{**data["stages"][0], "stride": stride, "width": width, "depth": depth}
+                      for stride, width, depth in stages]
+    return Genotype.from_dict(data)
+
+
+@pytest.mark.parametrize("genotype", [
+    BASELINES["reactnet_small"],  # widths that double (two 1x1 copies), strided AvgPool shortcuts
+    _reactnet(12, [(1, 24, 1), (2, 48, 2), (2, 96, 2)]),  # reactnet_small pruned by 25%
+    _reactnet(16, [(1, 16, 2), (2, 32, 1), (1, 32, 1)]),  # one 1x1 copy, identity shortcuts
+])
+def test_a_reactnet_block_in_one_native_call_equals_its_steps_bit_for_bit(genotype):
+    """On one thread each ReActNet block runs as one compiled call (fused.react_block) to save the
+    per-call cost of its seven steps; its logits are exactly those of the steps, widths a pruning
+    leaves (12, 24, ...) and blocks with one 1x1 copy included."""
+    import numba
+
+    from bitnas.evaluators.engine.ops import ReActStep
+
+    torch.manual_seed(1)
+    model = build_model(genotype).eval()
+    image = np.random.default_rng(0).standard_normal((1, 28, 28)).astype(np.float32)
+    fused = compile_model(model, (1, 28, 28))
+    stepwise = compile_model(model, (1, 28, 28))
+    blocks = [step for step in stepwise.steps if isinstance(step, ReActStep)]
+    assert blocks
+    for block in blocks:
+        block._fused_static = (None,)  # as a block the fused call cannot take
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        assert all(block._fused_arguments(np.zeros((28, 28, 1), np.float32)) is None for block in blocks)
+        got, expected = fused.run_one(image), stepwise.run_one(image)
+        assert all(step._fused_static[0] is not None for step in fused.steps if isinstance(step, ReActStep))
+    finally:
+        numba.set_num_threads(previous)
+    assert np.array_equal(got, expected)
+    with torch.inference_mode():
+        np.testing.assert_allclose(got, model(torch.from_numpy(image)[None]).numpy()[0], rtol=1e-4, atol=1e-5)

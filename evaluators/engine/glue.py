@@ -22,92 +22,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-from numba import njit
 from torch import nn
 
+from .glue_kernels import ROW_KERNEL_MAX_INPUTS, _avg_pool, _conv_affine, _conv_affine_rows, _pool_linear, _relu, _rprelu
 from .ops import TorchStep, frozen_copy
-
-
-@njit(cache=True, fastmath=False)
-def _rprelu(x, shift_in, slope, shift_out, out):
-    height, width, channels = x.shape
-    for i in range(height):
-        for j in range(width):
-            for c in range(channels):
-                z = x[i, j, c] + shift_in[c]
-                out[i, j, c] = (z if z > 0 else slope[c] * z) + shift_out[c]
-
-
-@njit(cache=True, fastmath=False)
-def _relu(x, out):
-    height, width, channels = x.shape
-    for i in range(height):
-        for j in range(width):
-            for c in range(channels):
-                v = x[i, j, c]
-                out[i, j, c] = v if v > 0 else np.float32(0.0)
-
-
-@njit(cache=True, fastmath=False)
-def _pool_linear(x, weight, bias, out):
-    """out = weight @ mean over (H, W) of x + bias, accumulated in float64 then rounded."""
-    height, width, channels = x.shape
-    pooled = np.zeros(channels, dtype=np.float64)
-    for i in range(height):
-        for j in range(width):
-            for c in range(channels):
-                pooled[c] += x[i, j, c]
-    pooled /= height * width
-    for k in range(weight.shape[0]):
-        total = np.float64(bias[k])
-        for c in range(channels):
-            total += weight[k, c] * pooled[c]
-        out[k] = total
-
-
-@njit(cache=True, fastmath=False)
-def _conv_affine(x, weight, stride, padding, gain, shift, out):
-    """out[y, x, o] = gain[o] * sum over the window of x * weight + shift[o]; zero padding.
-    x (H, W, Cin), weight (k, k, Cin, Cout): the innermost loop runs over contiguous outputs."""
-    height, width, channels = x.shape
-    kernel, outputs = weight.shape[0], weight.shape[3]
-    acc = np.empty(outputs, dtype=np.float32)
-    for oy in range(out.shape[0]):
-        for ox in range(out.shape[1]):
-            acc[:] = 0.0
-            for ky in range(kernel):
-                iy = oy * stride - padding + ky
-                if iy < 0 or iy >= height:
-                    continue
-                for kx in range(kernel):
-                    ix = ox * stride - padding + kx
-                    if ix < 0 or ix >= width:
-                        continue
-                    for c in range(channels):
-                        v = x[iy, ix, c]
-                        for o in range(outputs):
-                            acc[o] += v * weight[ky, kx, c, o]
-            for o in range(outputs):
-                out[oy, ox, o] = gain[o] * acc[o] + shift[o]
-
-
-@njit(cache=True, fastmath=False)
-def _avg_pool(x, kernel, stride, out):
-    """Unpadded k x k average pool; a window that runs past the border averages what lies inside."""
-    height, width, channels = x.shape
-    acc = np.empty(channels, dtype=np.float32)
-    for oy in range(out.shape[0]):
-        y0, y1 = oy * stride, min(oy * stride + kernel, height)
-        for ox in range(out.shape[1]):
-            x0, x1 = ox * stride, min(ox * stride + kernel, width)
-            acc[:] = 0.0
-            for iy in range(y0, y1):
-                for ix in range(x0, x1):
-                    for c in range(channels):
-                        acc[c] += x[iy, ix, c]
-            count = np.float32((y1 - y0) * (x1 - x0))
-            for c in range(channels):
-                out[oy, ox, c] = acc[c] / count
 
 
 def _vector(tensor) -> np.ndarray:
@@ -144,15 +62,25 @@ class NativeRPReLU(_NativeGlue):
     """ReActNet's RPReLU (shift, per-channel PReLU, shift) on the channel-last activation."""
 
     reason: str = "RPReLU, native"
+    _tiles: dict = field(default_factory=dict, repr=False)
 
     def derive(self) -> tuple:
         module = self.module
         return _vector(module.shift_in.shift), _vector(module.prelu.weight), _vector(module.shift_out.shift)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x)  # a no-op for the engine's own outputs
         out = np.empty_like(x)
-        _rprelu(x, *self._numbers, out)
+        _rprelu(x, *self._tiled(x.shape[1]), out)
         return out
+
+    def _tiled(self, width: int) -> tuple:
+        """The parameters repeated along a row of `width` pixels, derived once per width (and again
+        after a load, with the numbers they come from)."""
+        cached = self._tiles.get(width)
+        if cached is None or cached[0] is not self._numbers:
+            cached = self._tiles[width] = (self._numbers, tuple(np.tile(v, width) for v in self._numbers))
+        return cached[1]
 
 
 @dataclass
@@ -210,6 +138,8 @@ class NativeConvBatchNorm(_NativeGlue):
     """An fp32 conv (square, ungrouped, zero-padded) followed by its BatchNorm, in eval mode."""
 
     reason: str = "fp32 conv and BatchNorm, native"
+    _tiles: dict = field(default_factory=dict, repr=False)
+    _scratch: dict = field(default_factory=dict, repr=False)
 
     def derive(self) -> tuple:
         """(k, k, Cin, Cout) kernel, gain and shift (the BatchNorm and any conv bias folded)."""
@@ -226,8 +156,27 @@ class NativeConvBatchNorm(_NativeGlue):
         kernel, gain, shift, stride, padding = self._numbers
         size = lambda n: (n + 2 * padding - kernel.shape[0]) // stride + 1  # noqa: E731
         out = np.empty((size(x.shape[0]), size(x.shape[1]), kernel.shape[3]), dtype=np.float32)
-        _conv_affine(x, kernel, stride, padding, gain, shift, out)
+        if stride == 1 and kernel.shape[2] <= ROW_KERNEL_MAX_INPUTS:
+            rows, gains, shifts = self._tiled(out.shape[1])
+            spread = self._scratch.get(x.shape)
+            if spread is None:  # reused between calls, as the packed buffers are
+                columns = out.shape[1] + kernel.shape[0] - 1
+                spread = self._scratch[x.shape] = np.empty((x.shape[0], x.shape[2], columns * kernel.shape[3]),
+                                                           dtype=np.float32)
+            _conv_affine_rows(x, rows, gains, shifts, spread, padding, out)
+        else:
+            _conv_affine(x, kernel, stride, padding, gain, shift, out)
         return out
+
+    def _tiled(self, out_w: int) -> tuple:
+        """Kernel, gain and shift repeated along an output row of `out_w` pixels, derived once per
+        width (and again after a load, with the numbers they come from)."""
+        kernel, gain, shift = self._numbers[:3]
+        cached = self._tiles.get(out_w)
+        if cached is None or cached[0] is not kernel:
+            rows = np.ascontiguousarray(np.tile(kernel, (1, 1, 1, out_w)))
+            cached = self._tiles[out_w] = (kernel, rows, np.tile(gain, out_w), np.tile(shift, out_w))
+        return cached[1], cached[2], cached[3]
 
 
 def conv_batchnorm_step(conv: nn.Module, bn: nn.Module, name: str, *, share: bool = False) -> TorchStep | None:

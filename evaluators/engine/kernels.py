@@ -34,8 +34,9 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from . import isa
-from .simd import (load_f32, load_f64, load_word, store_f32, store_word, vload, vsign_bits, vstore, vstore_outputs,
-                   vstore_outputs_residual, vadd, vbyte_sum, vnibble_xpa, vxpa, vzero)
+from .simd import (load_word, store_word, vadd, vbyte_sum, vload, vnibble_xpa, vsign_bits, vsign_bits_masked,
+                   vstore_outputs, vstore_outputs_masked, vstore_outputs_residual, vstore_outputs_residual_masked,
+                   vxpa, vzero)
 
 BLOCK_OUTPUTS = 16  # output channels per register block: two 8-lane vectors
 # The register blocking for the instruction set numba compiles for, frozen into the kernels as
@@ -59,24 +60,28 @@ def popcount64(typingctx, value):
 
 @njit(cache=True, fastmath=False)
 def _pack_row(x, shift, packed, h):
+    """Row h: each pixel's channels in runs of 8 (one vector compare and mask move each), the last
+    run lane-masked, so a pixel costs ceil(C / 8) runs whatever the width: no scalar tail for
+    the widths pruning leaves (12, 36, ...) and nothing read past the pixel's channels."""
     _, width, channels = x.shape
     words = packed.shape[2]
-    full = channels // 64
+    x_ = x.ctypes.data
+    shift_ = shift.ctypes.data
+    packed_ = packed.ctypes.data
     for w in range(width):
-        for j in range(full):
-            # 64 independent compares whose bits are OR-ed at fixed shifts: LLVM turns this into
-            # vector compares and a mask move (kmov on AVX-512, vmovmskps on AVX2).
-            base = j * 64
+        at = (h * width + w) * channels
+        for j in range(words):
             word = np.uint64(0)
-            for b in range(64):
-                word |= np.uint64(x[h, w, base + b] + shift[base + b] >= np.float32(0.0)) << np.uint64(b)
-            packed[h, w, j] = word
-        if full < words:
-            base = full * 64
-            word = np.uint64(0)
-            for b in range(channels - base):
-                word |= np.uint64(x[h, w, base + b] + shift[base + b] >= np.float32(0.0)) << np.uint64(b)
-            packed[h, w, full] = word
+            for k in range(8):
+                base = j * 64 + k * 8
+                if base >= channels:
+                    break
+                if channels - base >= 8:
+                    bits = vsign_bits(x_, at + base, shift_, base)
+                else:
+                    bits = vsign_bits_masked(x_, at + base, shift_, base, channels - base)
+                word |= bits << np.uint64(k * 8)
+            store_word(packed_, (h * width + w) * words + j, word)
 
 
 @njit(cache=True, fastmath=False)
@@ -92,7 +97,10 @@ def _pack_parallel(x, shift, packed):
 
 
 def pack_activations(x, shift, packed):
-    """Threshold (x + shift >= 0, in float32 like torch), binarise and pack channel-last words."""
+    """Threshold (x + shift >= 0, in float32 like torch), binarise and pack channel-last words.
+    x is read through its address as (H, W, C) in C order: a strided view is copied first."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    shift = np.ascontiguousarray(shift, dtype=np.float32)
     if numba.get_num_threads() > 1 and x.shape[0] > 1:
         _pack_parallel(x, shift, packed)
     else:
@@ -228,19 +236,18 @@ def _block1(x, w, xbase, wbase, ky0, ky1, kx0, kx1, kernel, row_words, words, cp
 
 
 @njit(cache=True, fastmath=False, inline="always")
-def _emit(a0, a1, pixel, o0, cout, total, scale, bias, y, r, has_residual, next_shift, z, out_words, has_pack, full,
-          spill):
+def _emit(a0, a1, pixel, o0, cout, total, scale, bias, y, out_stride, r, has_residual, next_shift, z, out_words,
+          has_pack, full):
     """The 16 counts of one output pixel (flat index `pixel`) -> outputs (and packed signs).
 
     Every array is an address here (see simd): this is inlined into the pixel loop. Full blocks
-    finish in vector registers; the last, partial block of outputs stores 8 lanes from a register
-    if it has 8, and the rest through `spill` and a scalar loop, so nothing is read or written
-    past Cout."""
-    at = pixel * cout + o0
+    finish in vector registers, the last, partial block of outputs too (lane-masked)."""
+    at = pixel * out_stride + o0  # y: this conv's channels may be a slice of a wider output
+    rat = pixel * cout + o0        # the residual: exactly this conv's channels
     if full:
         if has_residual:
-            vstore_outputs_residual(a0, total, scale, bias, o0, y, at, r)
-            vstore_outputs_residual(a1, total, scale, bias, o0 + 8, y, at + 8, r)
+            vstore_outputs_residual(a0, total, scale, bias, o0, y, at, r, rat)
+            vstore_outputs_residual(a1, total, scale, bias, o0 + 8, y, at + 8, r, rat + 8)
         else:
             vstore_outputs(a0, total, scale, bias, o0, y, at)
             vstore_outputs(a1, total, scale, bias, o0 + 8, y, at + 8)
@@ -249,41 +256,42 @@ def _emit(a0, a1, pixel, o0, cout, total, scale, bias, y, r, has_residual, next_
             word = pixel * out_words + (o0 >> 6)
             store_word(z, word, load_word(z, word) | (bits << np.uint64(o0 & 63)))
         return
-    # A partial block of 8-15 outputs (a width of 24, 40, ... as pruning leaves) stores its first 8
-    # from the vector register too; only the rest goes through the scalar loop.
+    # A partial block (a width of 12, 24, 36, ... as pruning leaves): its first 8 outputs, if it
+    # has them, store from the register as above, the rest through a lane-masked store, so a
+    # pruned width costs what its lanes do and nothing past Cout is read or written.
     first = 0
     bits = np.uint64(0)
     if cout - o0 >= 8:
         if has_residual:
-            vstore_outputs_residual(a0, total, scale, bias, o0, y, at, r)
+            vstore_outputs_residual(a0, total, scale, bias, o0, y, at, r, rat)
         else:
             vstore_outputs(a0, total, scale, bias, o0, y, at)
         if has_pack:
             bits = vsign_bits(y, at, next_shift, o0)
         first = 8
-    vstore(spill, 0, a0)
-    vstore(spill, 8, a1)
-    for lane in range(first, cout - o0):
-        o = o0 + lane
-        value = np.float32(load_f64(scale, o) * (total - 2 * np.int64(load_word(spill, lane))) + load_f64(bias, o))
+    rest = cout - o0 - first
+    if rest > 0:
+        last = a1 if first else a0
         if has_residual:
-            value += load_f32(r, at + lane)
-        store_f32(y, at + lane, value)
-        if has_pack and value + load_f32(next_shift, o) >= np.float32(0.0):
-            bits |= np.uint64(1) << np.uint64(lane)
+            vstore_outputs_residual_masked(last, total, scale, bias, o0 + first, y, at + first, r, rat + first,
+                                           rest)
+        else:
+            vstore_outputs_masked(last, total, scale, bias, o0 + first, y, at + first, rest)
+        if has_pack:
+            bits |= vsign_bits_masked(y, at + first, next_shift, o0 + first, rest) << np.uint64(first)
     if has_pack:
         word = pixel * out_words + (o0 >> 6)
         store_word(z, word, load_word(z, word) | (bits << np.uint64(o0 & 63)))
 
 
 @njit(cache=True, fastmath=False)
-def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r, has_residual,
-              out_w, oh, next_shift, z, out_words, has_pack, o_begin, o_end, clear):
+def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, out_stride,
+              out_first, r, has_residual, out_w, oh, next_shift, z, out_words, has_pack, o_begin, o_end, clear):
     """Output row `oh`, output channels o_begin..o_end (whole 16-blocks), of the binary conv on flat
-    arrays: x packed input, w prepared weights, y the float output (out_h, out_w, Cout), r the
-    residual like y, z the packed output (out_h, out_w, out_words), zeroed here if `clear`."""
+    arrays: x packed input, w prepared weights, y the float output (out_h, out_w, out_stride), this
+    conv's Cout channels written from channel `out_first` on, r the residual (out_h, out_w, Cout),
+    z the packed output (out_h, out_w, out_words), zeroed here if `clear`."""
     cout = scale.shape[0]
-    spill_array = np.empty(BLOCK_OUTPUTS, np.uint64)
     if has_pack and clear:
         for i in range(oh * out_w * out_words, (oh + 1) * out_w * out_words):
             z[i] = 0
@@ -293,11 +301,10 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
     wa_ = w.ctypes.data
     scale_ = scale.ctypes.data
     bias_ = bias.ctypes.data
-    y_ = y.ctypes.data
+    y_ = y.ctypes.data + out_first * 4  # float32: this conv's first channel
     r_ = r.ctypes.data
     shift_ = next_shift.ctypes.data
     z_ = z.ctypes.data
-    spill = spill_array.ctypes.data
     ih0 = oh * stride - padding
     ky0 = max(0, -ih0)
     ky1 = min(kernel, height - ih0)
@@ -322,14 +329,14 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
                 if _WIDE:
                     a0, a1, b0, b1, c0, c1, d0, d1 = _block4(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
                                                              pixel_words, pair)
-                    _emit(a0, a1, pixel + ow, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
-                          out_words, has_pack, full, spill)
-                    _emit(b0, b1, pixel + ow + 1, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
-                          out_words, has_pack, full, spill)
-                    _emit(c0, c1, pixel + ow + 2, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
-                          out_words, has_pack, full, spill)
-                    _emit(d0, d1, pixel + ow + 3, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
-                          out_words, has_pack, full, spill)
+                    _emit(a0, a1, pixel + ow, o0, cout, inner, scale_, bias_, y_, out_stride, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full)
+                    _emit(b0, b1, pixel + ow + 1, o0, cout, inner, scale_, bias_, y_, out_stride, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full)
+                    _emit(c0, c1, pixel + ow + 2, o0, cout, inner, scale_, bias_, y_, out_stride, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full)
+                    _emit(d0, d1, pixel + ow + 3, o0, cout, inner, scale_, bias_, y_, out_stride, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full)
                 else:
                     if _NIBBLES:
                         a0, a1, b0, b1 = _block2(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad, pixel_words,
@@ -337,25 +344,25 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
                     else:
                         a0, a1, b0, b1 = _block2_generic(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
                                                          pixel_words, pair)
-                    _emit(a0, a1, pixel + ow, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
-                          out_words, has_pack, full, spill)
-                    _emit(b0, b1, pixel + ow + 1, o0, cout, inner, scale_, bias_, y_, r_, has_residual, shift_, z_,
-                          out_words, has_pack, full, spill)
+                    _emit(a0, a1, pixel + ow, o0, cout, inner, scale_, bias_, y_, out_stride, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full)
+                    _emit(b0, b1, pixel + ow + 1, o0, cout, inner, scale_, bias_, y_, out_stride, r_, has_residual, shift_, z_,
+                          out_words, has_pack, full)
                 ow += block
             else:
                 kx0 = max(0, -iw0)
                 kx1 = min(kernel, width - iw0)
                 a0, a1 = _block1(xa_, wa_, xbase, o0, ky0, ky1, kx0, kx1, kernel, row_words, words, cpad, pair)
-                _emit(a0, a1, pixel + ow, o0, cout, (ky1 - ky0) * (kx1 - kx0) * channels, scale_, bias_, y_, r_,
-                      has_residual, shift_, z_, out_words, has_pack, full, spill)
+                _emit(a0, a1, pixel + ow, o0, cout, (ky1 - ky0) * (kx1 - kx0) * channels, scale_, bias_, y_, out_stride, r_,
+                      has_residual, shift_, z_, out_words, has_pack, full)
                 ow += 1
 
 
 @njit(cache=True, fastmath=False)
 def _conv_serial(packed, w, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out,
-                 next_shift, packed_out, has_pack):
+                 out_first, next_shift, packed_out, has_pack):
     height, width, words = packed.shape
-    out_h, out_w, _ = out.shape
+    out_h, out_w, out_stride = out.shape
     x = packed.reshape(-1)
     y = out.reshape(-1)
     r = residual.reshape(-1)
@@ -363,22 +370,22 @@ def _conv_serial(packed, w, cpad, kernel, stride, padding, channels, scale, bias
     if has_pack:
         z[:] = 0
     for oh in range(out_h):
-        _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r,
-                  has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack, 0, cpad, False)
+        _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, out_stride,
+                  out_first, r, has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack, 0, cpad, False)
 
 
 @njit(cache=True, fastmath=False, parallel=True)
 def _conv_parallel(packed, w, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out,
-                   next_shift, packed_out, has_pack):
+                   out_first, next_shift, packed_out, has_pack):
     height, width, words = packed.shape
-    out_h, out_w, _ = out.shape
+    out_h, out_w, out_stride = out.shape
     x = packed.reshape(-1)
     y = out.reshape(-1)
     r = residual.reshape(-1)
     z = packed_out.reshape(-1)
     for oh in prange(out_h):
-        _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, r,
-                  has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack, 0, cpad, True)
+        _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, out_stride,
+                  out_first, r, has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack, 0, cpad, True)
 
 
 def prepare_weights(weights: np.ndarray) -> np.ndarray:
@@ -400,13 +407,18 @@ _NO_SHIFT = np.zeros(0, dtype=np.float32)
 
 
 def binary_conv2d_prepared(packed, prepared, kernel, stride, padding, channels, scale, bias, residual, has_residual,
-                           out, next_shift=None, packed_out=None):
+                           out, next_shift=None, packed_out=None, out_first=0):
     """`binary_conv2d` with weights from `prepare_weights`; with `next_shift` and `packed_out` it also
-    writes sign(out + next_shift) packed (the next binary conv's input), saving a float round trip."""
+    writes sign(out + next_shift) packed (the next binary conv's input), saving a float round trip.
+    `out` may be wider than Cout: the outputs go to its channels out_first .. out_first + Cout (a
+    concatenation written in place); the residual, if any, has exactly Cout channels."""
     has_pack = packed_out is not None
+    if not 0 <= out_first <= out.shape[2] - scale.shape[0] or (has_pack and out.shape[2] != scale.shape[0]):
+        raise ValueError(f"binary conv: {scale.shape[0]} outputs from channel {out_first} do not fit an output of "
+                         f"{out.shape[2]} channels{' with a packed output' if has_pack else ''}")
     cpad = prepared.shape[0] // (3 * kernel * kernel * packed.shape[2])
     arguments = (packed, prepared, cpad, kernel, stride, padding, channels, scale, bias, residual, has_residual, out,
-                 _NO_SHIFT if next_shift is None else next_shift,
+                 out_first, _NO_SHIFT if next_shift is None else next_shift,
                  packed_out if has_pack else _NO_PACK, has_pack)
     if numba.get_num_threads() > 1 and out.shape[0] > 1:
         _conv_parallel(*arguments)

@@ -185,53 +185,127 @@ def vxpa(typingctx, accumulator, word, weights):
     return u64x8(accumulator, word, weights), codegen
 
 
-def _finish(context, builder, sig, args):
+def _lane_mask(context, builder, count, count_type):
+    """<8 x i1>: lanes 0 .. count-1 set (count in 0..8): the live lanes of a partial block."""
+    lanes = ir.Constant(_VECTOR, list(range(LANES)))
+    return builder.icmp_signed("<", lanes, _broadcast(builder, context.cast(builder, count, count_type, types.int64)))
+
+
+def _masked_load(builder, pointer, element, mask):
+    """The masked lanes of the 8 elements at `pointer` (the rest 0): nothing past them is read."""
+    vector = ir.VectorType(element, LANES)
+    load = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vector, [pointer.type, ir.IntType(32), mask.type, vector]),
+        f"llvm.masked.load.v{LANES}{'f32' if element == _F32 else 'f64'}.p0")
+    return builder.call(load, [pointer, ir.Constant(ir.IntType(32), 4), mask, ir.Constant(vector, None)])
+
+
+def _masked_store(builder, value, pointer, mask):
+    """Store the masked lanes of `value` at `pointer`; nothing past them is written."""
+    store = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [value.type, pointer.type, ir.IntType(32), mask.type]),
+        f"llvm.masked.store.v{LANES}f32.p0")
+    builder.call(store, [value, pointer, ir.Constant(ir.IntType(32), 4), mask])
+
+
+def _load8(context, builder, base_type, base, offset_type, offset, element, mask):
+    """8 elements at base[offset]: one plain vector load, or a masked one on a partial block."""
+    if mask is None:
+        return builder.load(_vector_pointer(context, builder, base_type, base, offset_type, offset, element), align=4)
+    return _masked_load(builder, _element_pointer(context, builder, base_type, base, offset_type, offset, element),
+                        element, mask)
+
+
+def _store8(context, builder, value, base_type, base, offset_type, offset, mask):
+    if mask is None:
+        builder.store(value, _vector_pointer(context, builder, base_type, base, offset_type, offset, _F32), align=4)
+    else:
+        _masked_store(builder, value, _element_pointer(context, builder, base_type, base, offset_type, offset, _F32),
+                      mask)
+
+
+def _finish(context, builder, sig, args, mask=None):
     """float32(scale * (total - 2 * counts) + bias) on 8 lanes: int64 -> float64, multiply, add
     (no FMA contraction: the IR carries no fast-math flags), then round to float32: the scalar
-    formula, lane by lane, bit for bit."""
+    formula, lane by lane, bit for bit. With a lane `mask`, scale and bias are read on its lanes only."""
     counts, total, scale, bias, index = args[:5]
     totals = _broadcast(builder, context.cast(builder, total, sig.args[1], types.int64))
     dot = builder.sub(totals, builder.shl(counts, ir.Constant(_VECTOR, [1] * LANES)))
     # |dot| <= k*k*C < 2**31, so int32 holds it exactly and int32 -> float64 gives the same double
     # as int64 -> float64; AVX2 has no int64 -> float64 vector conversion (LLVM emulates it).
     dot_f = builder.sitofp(builder.trunc(dot, ir.VectorType(ir.IntType(32), LANES)), ir.VectorType(_F64, LANES))
-    scales = builder.load(_vector_pointer(context, builder, sig.args[2], scale, sig.args[4], index, _F64), align=8)
-    biases = builder.load(_vector_pointer(context, builder, sig.args[3], bias, sig.args[4], index, _F64), align=8)
+    scales = _load8(context, builder, sig.args[2], scale, sig.args[4], index, _F64, mask)
+    biases = _load8(context, builder, sig.args[3], bias, sig.args[4], index, _F64, mask)
     return builder.fptrunc(builder.fadd(builder.fmul(scales, dot_f), biases), ir.VectorType(_F32, LANES))
+
+
+def _outputs_codegen(residual: bool, masked: bool):
+    """out[out_offset : +8] = _finish(...) (+ residual[residual_offset : +8]), on the first `count`
+    lanes only when `masked` (the last, partial block of outputs: nothing past Cout is touched)."""
+
+    def codegen(context, builder, sig, args):
+        mask = _lane_mask(context, builder, args[-1], sig.args[-1]) if masked else None
+        value = _finish(context, builder, sig, args, mask)
+        if residual:
+            value = builder.fadd(value, _load8(context, builder, sig.args[7], args[7], sig.args[8], args[8], _F32, mask))
+        _store8(context, builder, value, sig.args[5], args[5], sig.args[6], args[6], mask)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _outputs_typed(counts, scale, bias, out, residual=None) -> bool:
+    return counts == u64x8 and _is_base(scale, types.float64) and _is_base(bias, types.float64) and \
+        _is_base(out, types.float32) and (residual is None or _is_base(residual, types.float32))
 
 
 @intrinsic
 def vstore_outputs(typingctx, counts, total, scale, bias, index, out, out_offset):
     """out[out_offset : +8] = float32(scale[index : +8] * (total - 2 * counts) + bias[index : +8])."""
-    if counts != u64x8 or not (_is_base(scale, types.float64) and _is_base(bias, types.float64)
-                               and _is_base(out, types.float32)):
+    if not _outputs_typed(counts, scale, bias, out):
         return None
-
-    def codegen(context, builder, sig, args):
-        value = _finish(context, builder, sig, args)
-        builder.store(value, _vector_pointer(context, builder, sig.args[5], args[5], sig.args[6], args[6], _F32),
-                      align=4)
-        return context.get_dummy_value()
-
-    return types.none(counts, total, scale, bias, index, out, out_offset), codegen
+    return types.none(counts, total, scale, bias, index, out, out_offset), _outputs_codegen(False, False)
 
 
 @intrinsic
-def vstore_outputs_residual(typingctx, counts, total, scale, bias, index, out, out_offset, residual):
-    """As `vstore_outputs`, plus residual[out_offset : +8] added in float32 (after the rounding)."""
-    if counts != u64x8 or not (_is_base(scale, types.float64) and _is_base(bias, types.float64)
-                               and _is_base(out, types.float32) and _is_base(residual, types.float32)):
+def vstore_outputs_residual(typingctx, counts, total, scale, bias, index, out, out_offset, residual, residual_offset):
+    """As `vstore_outputs`, plus residual[residual_offset : +8] added in float32 (after the rounding)."""
+    if not _outputs_typed(counts, scale, bias, out, residual) or not isinstance(residual_offset, types.Integer):
         return None
+    return (types.none(counts, total, scale, bias, index, out, out_offset, residual, residual_offset),
+            _outputs_codegen(True, False))
 
+
+@intrinsic
+def vstore_outputs_masked(typingctx, counts, total, scale, bias, index, out, out_offset, count):
+    """`vstore_outputs` on the first `count` (< 8) lanes: a partial block's last outputs."""
+    if not _outputs_typed(counts, scale, bias, out) or not isinstance(count, types.Integer):
+        return None
+    return types.none(counts, total, scale, bias, index, out, out_offset, count), _outputs_codegen(False, True)
+
+
+@intrinsic
+def vstore_outputs_residual_masked(typingctx, counts, total, scale, bias, index, out, out_offset, residual,
+                                   residual_offset, count):
+    """`vstore_outputs_residual` on the first `count` (< 8) lanes."""
+    if not (_outputs_typed(counts, scale, bias, out, residual) and isinstance(residual_offset, types.Integer)
+            and isinstance(count, types.Integer)):
+        return None
+    return (types.none(counts, total, scale, bias, index, out, out_offset, residual, residual_offset, count),
+            _outputs_codegen(True, True))
+
+
+def _sign_bits_codegen(masked: bool):
     def codegen(context, builder, sig, args):
-        value = _finish(context, builder, sig, args)
-        shortcut = builder.load(_vector_pointer(context, builder, sig.args[7], args[7], sig.args[6], args[6], _F32),
-                                align=4)
-        builder.store(builder.fadd(value, shortcut),
-                      _vector_pointer(context, builder, sig.args[5], args[5], sig.args[6], args[6], _F32), align=4)
-        return context.get_dummy_value()
+        mask = _lane_mask(context, builder, args[4], sig.args[4]) if masked else None
+        values = _load8(context, builder, sig.args[0], args[0], sig.args[1], args[1], _F32, mask)
+        shifts = _load8(context, builder, sig.args[2], args[2], sig.args[3], args[3], _F32, mask)
+        signs = builder.fcmp_ordered(">=", builder.fadd(values, shifts), ir.Constant(ir.VectorType(_F32, LANES), None))
+        if masked:  # the lanes left out read 0 + 0 >= 0: clear their bits
+            signs = builder.and_(signs, mask)
+        return builder.zext(builder.bitcast(signs, ir.IntType(LANES)), _I64)
 
-    return types.none(counts, total, scale, bias, index, out, out_offset, residual), codegen
+    return codegen
 
 
 @intrinsic
@@ -240,16 +314,15 @@ def vsign_bits(typingctx, out, out_offset, shift, index):
     binary conv's packed input, thresholded exactly as `pack_activations` does (float32 add)."""
     if not (_is_base(out, types.float32) and _is_base(shift, types.float32)):
         return None
+    return types.uint64(out, out_offset, shift, index), _sign_bits_codegen(False)
 
-    def codegen(context, builder, sig, args):
-        values = builder.load(_vector_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], _F32),
-                              align=4)
-        shifts = builder.load(_vector_pointer(context, builder, sig.args[2], args[2], sig.args[3], args[3], _F32),
-                              align=4)
-        mask = builder.fcmp_ordered(">=", builder.fadd(values, shifts), ir.Constant(ir.VectorType(_F32, LANES), None))
-        return builder.zext(builder.bitcast(mask, ir.IntType(LANES)), _I64)
 
-    return types.uint64(out, out_offset, shift, index), codegen
+@intrinsic
+def vsign_bits_masked(typingctx, out, out_offset, shift, index, count):
+    """`vsign_bits` of the first `count` (< 8) lanes; the higher bits are 0 and nothing past them is read."""
+    if not (_is_base(out, types.float32) and _is_base(shift, types.float32) and isinstance(count, types.Integer)):
+        return None
+    return types.uint64(out, out_offset, shift, index, count), _sign_bits_codegen(True)
 
 
 # ---- AVX2 only: nibble-table popcount with byte accumulators ------------------------------------
@@ -327,4 +400,5 @@ def vadd(typingctx, left, right):
 
 
 __all__ = ["LANES", "load_f32", "load_f64", "load_word", "store_f32", "store_word", "u64x8", "vadd", "vload",
-           "vbyte_sum", "vnibble_xpa", "vsign_bits", "vstore", "vstore_outputs", "vstore_outputs_residual", "vxpa", "vzero"]
+           "vbyte_sum", "vnibble_xpa", "vsign_bits", "vsign_bits_masked", "vstore", "vstore_outputs",
+           "vstore_outputs_masked", "vstore_outputs_residual", "vstore_outputs_residual_masked", "vxpa", "vzero"]
