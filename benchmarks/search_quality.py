@@ -14,6 +14,7 @@ and its front dominates all 7 small references in at least 4 of 5 seeds.
     python benchmarks/search_quality.py             # 10-minute studies, 5 seeds, random from scratch
                                                      # and the quick run's two best strategies
     python benchmarks/search_quality.py --strategies random-scratch,supernet-tpe --minutes 5 --seeds 0,1
+    python benchmarks/search_quality.py --quick --strategies random-scratch,neighbours-scratch --tag neighbours
 
 Resumable: every finished study leaves its row under results/bench/search_quality/<run>/ and is
 never run again (kill it and run the same command to go on). Writes results/bench/search_quality.csv
@@ -26,6 +27,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -55,18 +57,25 @@ OUT = Path("results/bench")
 BASELINE = "random-scratch"
 # Strategy -> the config keys it sets (everything else is the default config).
 STRATEGIES = {
-    "random-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none"},
-    "asha-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "asha"},
-    "supernet-random": {"sampler": "random", "evaluation": "supernet", "schedule": "none"},
-    "supernet-tpe": {"sampler": "tpe", "evaluation": "supernet", "schedule": "none"},
-    "supernet-nsga2": {"sampler": "nsga2", "evaluation": "supernet", "schedule": "none"},
+    "random-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 0},
+    "asha-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "asha", "reference_neighbours": 0},
+    "supernet-random": {"sampler": "random", "evaluation": "supernet", "schedule": "none", "reference_neighbours": 0},
+    "supernet-tpe": {"sampler": "tpe", "evaluation": "supernet", "schedule": "none", "reference_neighbours": 0},
+    "supernet-nsga2": {"sampler": "nsga2", "evaluation": "supernet", "schedule": "none", "reference_neighbours": 0},
+    # Random search whose first trials are the cheaper one-step neighbours of the one small reference
+    # the default space can express (search/neighbours.py); that reference is evaluated in the study
+    # too (it is where the neighbours come from), on the study's own clock.
+    "neighbours-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
+                           "references": ["bireal_small"]},
 }
+# The keys that name a strategy; `references` only says where the neighbours come from.
+STRATEGY_KEYS = ("sampler", "evaluation", "schedule", "reference_neighbours")
 # `--trials` sizes the guided samplers (TPE's start-up, NSGA-II's population), so for them it is
 # set near the trials the time allows here (about 25 a minute with a supernet, measured); random
 # search needs no size, and the time budget is what ends every study.
 GUIDED_TRIALS_PER_MINUTE, UNSIZED_TRIALS = 25, 10_000
 COLOURS = {"random-scratch": "tab:grey", "asha-scratch": "tab:green", "supernet-random": "tab:purple",
-           "supernet-tpe": "tab:orange", "supernet-nsga2": "tab:blue"}
+           "supernet-tpe": "tab:orange", "supernet-nsga2": "tab:blue", "neighbours-scratch": "tab:red"}
 
 
 def reference_points(folder: Path, objectives, config: SearchConfig) -> dict[str, list[float]]:
@@ -102,7 +111,7 @@ def run_study(folder: Path, strategy: str, seed: int, minutes: float, objectives
     results.mkdir(parents=True)
     keys = STRATEGIES[strategy]
     # The benchmark trains the seven references once itself; a study need not repeat its two.
-    settings = {**keys, "references": [], "final_epochs": config.training.epochs}
+    settings = {"references": [], **keys, "final_epochs": config.training.epochs}
     (results / "strategy.yaml").write_text(yaml.safe_dump(settings))
     trials = UNSIZED_TRIALS if keys["sampler"] == "random" else int(GUIDED_TRIALS_PER_MINUTE * minutes)
     command = ["bitnas", "search", "--results", str(results), "--study", "quality", "--seed", str(seed),
@@ -180,8 +189,12 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, help="wall time of each study (default 3 quick, 10 full)")
     parser.add_argument("--seeds", help="comma-separated (default 0,1,2 quick, 0-4 full)")
     parser.add_argument("--strategies", help=f"comma-separated, of: {', '.join(STRATEGIES)}")
+    parser.add_argument("--tag", help="a separate run: its studies under <run>-TAG, its table in search_quality_TAG.csv "
+                                      "(a comparison of a few strategies that leaves the quick and full tables as they are)")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON object")
     args = parser.parse_args()
+    if args.tag is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", args.tag):
+        sys.exit(f"--tag: 1-40 letters, digits, '_' or '-' (got {args.tag!r})")
     minutes = args.minutes or (3.0 if args.quick else 10.0)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0, 1, 2] if args.quick else [0, 1, 2, 3, 4])
     if args.strategies:
@@ -195,7 +208,7 @@ def main() -> None:
         strategies.insert(0, BASELINE)
     config = SearchConfig()
     objectives = objectives_for(config.objectives)
-    run_name = f"{'quick' if args.quick else 'full'}-{minutes:g}min"
+    run_name = f"{'quick' if args.quick else 'full'}-{minutes:g}min" + (f"-{args.tag}" if args.tag else "")
     folder = OUT / "search_quality" / run_name
     cpu = f"{cpu_model()} ({isa_path()})"
     print(f"{len(strategies)} strategies x {len(seeds)} seeds, {minutes:g}-minute studies; fronts at "
@@ -214,7 +227,7 @@ def main() -> None:
     volumes = {s: [r["hypervolume"] for r in rows if r["strategy"] == s] for s in strategies}
     medians = {s: statistics.median(v) for s, v in volumes.items()}
     default = next((name for name, keys in STRATEGIES.items()
-                    if all(getattr(config, key) == value for key, value in keys.items())), None)
+                    if all(getattr(config, key) == keys[key] for key in STRATEGY_KEYS)), None)
     print(f"\n{'strategy':<16} {'trials':>7} {'median HV':>10} {'range':>19} {'vs random':>9} "
           f"{'references dominated (per seed)':>32}")
     for strategy in strategies:
@@ -224,7 +237,8 @@ def main() -> None:
         print(f"{strategy:<16} {trials:>7.0f} {medians[strategy]:>10.4g} {f'{low:.4g}-{high:.4g}':>19} "
               f"{medians[strategy] / medians[BASELINE]:>8.2f}x {str(counts):>32}")
     print(f"default strategy {default!r}; reference point {config.hypervolume_reference}; cpu {cpu}")
-    csv_path = OUT / ("search_quality_quick.csv" if args.quick else "search_quality.csv")
+    csv_path = OUT / (f"search_quality_{args.tag}.csv" if args.tag else
+                      "search_quality_quick.csv" if args.quick else "search_quality.csv")
     write_csv(csv_path, [{"strategy": r["strategy"], "seed": r["seed"], "minutes": minutes, "trials": r["trials"],
                           "finalists": r["finalists"], "wall_s": r["wall_s"], "hypervolume": round(r["hypervolume"], 4),
                           "vs_random_median": round(r["hypervolume"] / medians[BASELINE], 3),

@@ -38,6 +38,7 @@ from .constraints import accuracy_floor
 from .footprint import StudyFootprint
 from .interrupts import Interrupts
 from .lease import DriverLease
+from .neighbours import seed_study
 from .objectives import objectives_for
 from .ray_runtime import RayRuntime
 from .references import record_reference, references_to_evaluate
@@ -485,6 +486,7 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
         out(f"study {config.study!r} in {storage_name}: {loop.completed_before}/{config.trials} trials completed; "
             f"space of {config.space.size():,} genotypes; objectives "
             f"{', '.join(f'{o.name} ({o.direction[:3]})' for o in objectives)}")
+        seed_study(study, config, geometry, out)  # a new study's first trials: the references' cheaper neighbours
         if (loop.completed_before >= config.trials and not loop.reference_queue and not loop.promotions_left()
                 and not (config.has_finalists and choose_finalists(study, objectives, config.finalists))):
             out(f"nothing to do: the study already has {loop.completed_before} completed trials (raise --trials to continue)")

@@ -1,0 +1,129 @@
+"""Local search from the hand designs: the first trials of a new study are cheaper one-step
+neighbours of each reference architecture that the search space can express.
+
+Why: at the trial budget (one epoch from scratch) random search over the whole space rarely lands
+near a reference, so its front dominated neither default reference in any default search so far,
+though `bireal_small` lies inside the default space. A user runs the search to beat the design they
+would have picked by hand; the natural first question is whether a slightly cheaper variant of
+that design keeps its accuracy (NetAdapt starts from the hand design and shrinks it one step at a
+time; seeded evolutionary NAS starts its population from it).
+
+A neighbour changes one sampled parameter of the reference's assignment (a stage's width, depth,
+block or bit widths, the stem's width, ...). It is kept when its analytic costs are no higher
+than the reference's (energy and OPs, `spaces.genotype_costs` and `evaluators.energy`) and one of
+them is lower, since a network that dominates must not cost more; the kept ones are tried in
+order of how little they give up (the largest share of the reference's OPs first), as the
+likeliest to keep its accuracy. They are ordinary trials of the study (asked from Optuna's queue,
+tagged `neighbour_of`), so they count towards `trials` and the sampler learns from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bitnas.spaces import Genotype, genotype_costs
+from bitnas.spaces.baselines import baseline_genotype
+from bitnas.spaces.space import SpaceConfig
+
+# StageSpec field for each per-stage parameter of the space that is not named like it.
+_STAGE_FIELD = {"wbits": "weight_bits", "abits": "activation_bits"}
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    reference: str
+    params: dict
+    change: str        # e.g. "s2_depth 2 -> 1"
+    energy_uj: float
+    ops: float
+
+
+def params_of(space: SpaceConfig, genotype: Genotype) -> dict | None:
+    """The assignment of `space.choices()` that decodes to `genotype`, or None where the space
+    cannot express it (a block, width or setting it does not offer)."""
+    values = {"stem_width": genotype.stem_width, "stem_kernel": genotype.stem_kernel, "stem_stride": genotype.stem_stride,
+              "stem_pool": genotype.stem_pool, "stem_bits": genotype.stem_bits, "head_width": genotype.head_width,
+              "head_bits": genotype.head_bits, "width_mult": 1.0}
+    if len(genotype.stages) != len(space.stages):
+        return None
+    params = {}
+    for name, choices in space.choices().items():
+        if name in values:
+            value = values[name]
+        else:
+            index, option = name[1:].split("_", 1)
+            stage = genotype.stages[int(index)]
+            value = getattr(stage, _STAGE_FIELD.get(option, option))
+            if value not in choices and option in ("wbits", "abits", "expansion", "se", "groups", "downsample"):
+                value = choices[0]  # an option the block does not read: decode normalises it
+        if value not in choices:
+            return None
+        params[name] = value
+    geometry = {"input_size": genotype.input_size, "in_channels": genotype.in_channels,
+                "num_classes": genotype.num_classes}
+    return params if space.decode(params, **geometry).hash() == genotype.hash() else None
+
+
+def cheaper_neighbours(space: SpaceConfig, reference: str, geometry: dict, energy_profile: str,
+                       limit: int) -> list[Neighbour]:
+    """Up to `limit` one-step neighbours of `reference` that cost no more than it (analytic energy
+    and OPs, one of them lower), the smallest step down first; [] where the space cannot express
+    the reference."""
+    from bitnas.evaluators.energy import estimate_energy
+
+    genotype = baseline_genotype(reference, **geometry)
+    params = params_of(space, genotype)
+    if params is None or limit <= 0:
+        return []
+
+    def costs(candidate: Genotype) -> tuple[float, float]:
+        report = genotype_costs(candidate)
+        return estimate_energy(report, energy_profile).total_uj, report.ops
+
+    energy, ops = costs(genotype)
+    seen = {genotype.hash()}
+    found = []
+    for name, choices in space.choices().items():
+        for value in choices:
+            if value == params[name]:
+                continue
+            candidate_params = {**params, name: value}
+            candidate = space.decode(candidate_params, **geometry)
+            if candidate.hash() in seen:
+                continue
+            seen.add(candidate.hash())
+            try:
+                candidate_energy, candidate_ops = costs(candidate)
+            except Exception:  # noqa: BLE001 - a neighbour that cannot be built is simply not one
+                continue
+            if candidate_energy <= energy and candidate_ops <= ops and (candidate_energy, candidate_ops) != (energy, ops):
+                found.append(Neighbour(reference, candidate_params, f"{name} {params[name]} -> {value}",
+                                       candidate_energy, candidate_ops))
+    found.sort(key=lambda n: (-n.ops / ops, -n.energy_uj / energy, n.change))
+    return found[:limit]
+
+
+def reference_neighbours(space: SpaceConfig, references: tuple[str, ...], geometry: dict, energy_profile: str,
+                         per_reference: int) -> list[Neighbour]:
+    """`cheaper_neighbours` of every reference in turn (those the space cannot express give none)."""
+    return [n for name in references for n in cheaper_neighbours(space, name, geometry, energy_profile, per_reference)]
+
+
+def seed_study(study, config, geometry: dict, out) -> list[Neighbour]:
+    """Queue the references' cheaper neighbours as the first trials of a study that has none yet
+    (a resumed study keeps what it has), at most `config.trials` of them; says which."""
+    if config.reference_neighbours <= 0 or study.get_trials(deepcopy=False):
+        return []
+    chosen = reference_neighbours(config.space, config.references, geometry, config.energy_profile,
+                                  config.reference_neighbours)[:config.trials]
+    for neighbour in chosen:
+        study.enqueue_trial(neighbour.params, user_attrs={"neighbour_of": neighbour.reference,
+                                                          "neighbour_change": neighbour.change})
+    if chosen:
+        out(f"first trials: {len(chosen)} cheaper one-step neighbour(s) of the reference(s) in the space "
+            f"(reference_neighbours: {config.reference_neighbours}): "
+            + "; ".join(f"{n.reference} {n.change}" for n in chosen))
+    return chosen
+
+
+__all__ = ["Neighbour", "cheaper_neighbours", "params_of", "reference_neighbours", "seed_study"]
