@@ -101,6 +101,8 @@ def pack_activations(x, shift, packed):
     x is read through its address as (H, W, C) in C order: a strided view is copied first."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     shift = np.ascontiguousarray(shift, dtype=np.float32)
+    if not packed.flags.c_contiguous:  # written through its address too
+        raise ValueError("pack_activations: the packed output must be C-contiguous")
     if numba.get_num_threads() > 1 and x.shape[0] > 1:
         _pack_parallel(x, shift, packed)
     else:

@@ -117,20 +117,6 @@ def load_word(typingctx, base, offset):
     return types.uint64(base, offset), codegen
 
 
-def _scalar_load(dtype, element):
-    @intrinsic
-    def load(typingctx, base, offset):
-        if not _is_base(base, dtype) or not isinstance(offset, types.Integer):
-            return None
-
-        def codegen(context, builder, sig, args):
-            return builder.load(_element_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], element))
-
-        return dtype(base, offset), codegen
-
-    return load
-
-
 def _scalar_store(dtype, element):
     @intrinsic
     def store(typingctx, base, offset, value):
@@ -147,25 +133,8 @@ def _scalar_store(dtype, element):
     return store
 
 
-# Scalar element access at an address, for the rare partial-block paths of the inlined helpers.
-load_f32 = _scalar_load(types.float32, _F32)
-load_f64 = _scalar_load(types.float64, _F64)
-store_f32 = _scalar_store(types.float32, _F32)
+# A packed word stored at an address (the fused packed output of the conv).
 store_word = _scalar_store(types.uint64, _I64)
-
-
-@intrinsic
-def vstore(typingctx, base, offset, value):
-    """base[offset : offset + 8] (uint64) = value."""
-    if not _is_base(base, types.uint64) or not isinstance(offset, types.Integer) or value != u64x8:
-        return None
-
-    def codegen(context, builder, sig, args):
-        builder.store(args[2], _vector_pointer(context, builder, sig.args[0], args[0], sig.args[1], args[1], _I64),
-                      align=8)
-        return context.get_dummy_value()
-
-    return types.none(base, offset, value), codegen
 
 
 @intrinsic
@@ -399,6 +368,6 @@ def vadd(typingctx, left, right):
     return u64x8(left, right), codegen
 
 
-__all__ = ["LANES", "load_f32", "load_f64", "load_word", "store_f32", "store_word", "u64x8", "vadd", "vload",
-           "vbyte_sum", "vnibble_xpa", "vsign_bits", "vsign_bits_masked", "vstore", "vstore_outputs",
-           "vstore_outputs_masked", "vstore_outputs_residual", "vstore_outputs_residual_masked", "vxpa", "vzero"]
+__all__ = ["LANES", "load_word", "store_word", "u64x8", "vadd", "vload", "vbyte_sum", "vnibble_xpa", "vsign_bits",
+           "vsign_bits_masked", "vstore_outputs", "vstore_outputs_masked", "vstore_outputs_residual",
+           "vstore_outputs_residual_masked", "vxpa", "vzero"]
