@@ -2,11 +2,11 @@
 neighbours of each reference architecture that the search space can express.
 
 Why: at the trial budget (one epoch from scratch) random search over the whole space rarely lands
-near a reference, so its front dominated neither default reference in any default search so far,
-though `bireal_small` lies inside the default space. A user runs the search to beat the design they
-would have picked by hand; the natural first question is whether a slightly cheaper variant of
-that design keeps its accuracy (NetAdapt starts from the hand design and shrinks it one step at a
-time; seeded evolutionary NAS starts its population from it).
+near a reference, so before this its front dominated neither default reference in any default
+search, though `bireal_small` lies inside the default space. A user runs the search to beat the
+design they would have picked by hand; the natural first question is whether a slightly cheaper
+variant of that design keeps its accuracy (NetAdapt starts from the hand design and shrinks it one
+step at a time; network-morphism searches grow from existing networks: docs/references.md).
 
 A neighbour changes one sampled parameter of the reference's assignment (a stage's width, depth,
 block or bit widths, the stem's width, ...). It is kept when its analytic costs are no higher

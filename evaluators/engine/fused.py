@@ -3,11 +3,10 @@
 Run step by step, a ReActNet block makes seven native calls (pack and conv for the k x k conv, its
 RPReLU, pack and conv for each 1x1 copy, the last RPReLU), and each costs 2-4 us in Python and
 numba's argument dispatch before any work: a 1x1 conv of 16 channels at 28x28 took 11 us, of which
-about 4 us did not depend on its size (benchmarks measured on a Zen 4 VM). Across the five blocks
-of a small network that fixed cost was about half its latency, and since it does not shrink with
-the channel count, a network pruned by 25% ran only 1.1x faster. `react_block` runs the same
-kernels in the same order inside one compiled function, so its results are bit for bit those of
-the steps (tests/test_engine_network.py).
+about 4 us did not depend on its size (measured on a Zen 4 VM). `react_block` runs the same kernels
+in the same order inside one compiled function, so its results are bit for bit those of the steps
+(tests/test_engine_network.py); `reactnet_small` ran 1.63x faster so, side by side in one process.
+The per-call cost was not what kept pruning from paying, though: both networks lost the same share.
 """
 
 from __future__ import annotations

@@ -11,11 +11,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import numba
 import numpy as np
 import torch
 from torch import nn
-
-import numba
 
 from .fused import SHORTCUT_AVG_POOL, SHORTCUT_IDENTITY, react_block
 from .kernels import BLOCK_OUTPUTS, binary_conv2d_prepared, pack_activations, packed_words, prepare_weights
@@ -171,7 +170,6 @@ class ReActStep:
         for conv, first in zip(self.convs_1x1, np.cumsum([0, *widths[:-1]]).tolist()):
             conv.convolve(conv.pack(y), residual, out, first)
         return self.act_1x1(out)
-
 
     def _fused_arguments(self, x: np.ndarray) -> tuple | None:
         """`fused.react_block`'s arguments for this block, or None where it takes another path (a

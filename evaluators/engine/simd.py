@@ -133,7 +133,7 @@ def _scalar_store(dtype, element):
     return store
 
 
-# A packed word stored at an address (the fused packed output of the conv).
+# A uint64 word stored at an address: packed activations, and the conv's fused packed output.
 store_word = _scalar_store(types.uint64, _I64)
 
 
