@@ -89,14 +89,14 @@ def test_a_reactnet_block_in_one_native_call_equals_its_steps_bit_for_bit(genoty
     stepwise = compile_model(model, (1, 28, 28))
     blocks = [step for step in stepwise.steps if isinstance(step, ReActStep)]
     assert blocks
+    assert all(block._fused is not None for block in blocks)
     for block in blocks:
-        block._fused_static = (None,)  # as a block the fused call cannot take
+        block._fused = None  # as a block the fused call cannot take
     previous = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        assert all(block._fused_arguments(np.zeros((28, 28, 1), np.float32)) is None for block in blocks)
         got, expected = fused.run_one(image), stepwise.run_one(image)
-        assert all(step._fused_static[0] is not None for step in fused.steps if isinstance(step, ReActStep))
+        assert all(step._fused is not None for step in fused.steps if isinstance(step, ReActStep))
     finally:
         numba.set_num_threads(previous)
     assert np.array_equal(got, expected)

@@ -14,16 +14,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .glue_kernels import _avg_pool, _rprelu
+from .glue_kernels import _avg_pool, _rprelu, pooled_size
 from .kernels import _conv_serial, _pack_serial
 
 SHORTCUT_IDENTITY = 0
 SHORTCUT_AVG_POOL = 1
-
-
-@njit(cache=True, fastmath=False)
-def _pooled_size(size, kernel, stride, ceil):
-    return -(-(size - kernel) // stride) + 1 if ceil else (size - kernel) // stride + 1
 
 
 @njit(cache=True, fastmath=False)
@@ -40,8 +35,8 @@ def react_block(x, shift_k, weights_k, cpad_k, kernel, stride, padding, scale_k,
     packed = np.empty((height, width, (channels + 63) // 64), dtype=np.uint64)
     _pack_serial(x, shift_k, packed)
     if shortcut == SHORTCUT_AVG_POOL:
-        residual = np.empty((_pooled_size(height, pool[0], pool[1], pool[2] != 0),
-                             _pooled_size(width, pool[0], pool[1], pool[2] != 0), channels), dtype=np.float32)
+        residual = np.empty((pooled_size(height, pool[0], pool[1], pool[2] != 0),
+                             pooled_size(width, pool[0], pool[1], pool[2] != 0), channels), dtype=np.float32)
         _avg_pool(x, pool[0], pool[1], residual)
     else:
         residual = x

@@ -24,7 +24,8 @@ from typing import ClassVar
 import numpy as np
 from torch import nn
 
-from .glue_kernels import ROW_KERNEL_MAX_INPUTS, _avg_pool, _conv_affine, _conv_affine_rows, _pool_linear, _relu, _rprelu
+from .glue_kernels import (ROW_KERNEL_MAX_INPUTS, _avg_pool, _conv_affine, _conv_affine_rows, _pool_linear, _relu, _rprelu,
+                           pooled_size)
 from .ops import TorchStep, frozen_copy
 
 
@@ -42,6 +43,8 @@ class _NativeGlue(TorchStep):
     backend: str = "engine"
     takes_torch: ClassVar[bool] = False
     _numbers: tuple = field(default=(), repr=False)
+    # Numbers laid out for one input width (`per_width`), derived from `_numbers` when first needed.
+    _per_width: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._numbers = self.derive()
@@ -52,6 +55,14 @@ class _NativeGlue(TorchStep):
 
     def _reload(self, module: nn.Module, incompatible_keys) -> None:
         self._numbers = self.derive()
+        self._per_width.clear()  # laid out from the old numbers
+
+    def per_width(self, width: int, lay_out) -> tuple:
+        """`lay_out(width)`, computed once per width and again after a load."""
+        laid_out = self._per_width.get(width)
+        if laid_out is None:
+            laid_out = self._per_width[width] = lay_out(width)
+        return laid_out
 
     def derive(self) -> tuple:
         raise NotImplementedError
@@ -62,7 +73,6 @@ class NativeRPReLU(_NativeGlue):
     """ReActNet's RPReLU (shift, per-channel PReLU, shift) on the channel-last activation."""
 
     reason: str = "RPReLU, native"
-    _tiles: dict = field(default_factory=dict, repr=False)
 
     def derive(self) -> tuple:
         module = self.module
@@ -75,12 +85,8 @@ class NativeRPReLU(_NativeGlue):
         return out
 
     def _tiled(self, width: int) -> tuple:
-        """The parameters repeated along a row of `width` pixels, derived once per width (and again
-        after a load, with the numbers they come from)."""
-        cached = self._tiles.get(width)
-        if cached is None or cached[0] is not self._numbers:
-            cached = self._tiles[width] = (self._numbers, tuple(np.tile(v, width) for v in self._numbers))
-        return cached[1]
+        """The parameters repeated along a row of `width` pixels."""
+        return self.per_width(width, lambda w: tuple(np.tile(v, w) for v in self._numbers))
 
 
 @dataclass
@@ -127,8 +133,8 @@ class NativeAvgPool(_NativeGlue):
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         kernel, stride, ceil = self._numbers
-        size = lambda n: -(-(n - kernel) // stride) + 1 if ceil else (n - kernel) // stride + 1  # noqa: E731
-        out = np.empty((size(x.shape[0]), size(x.shape[1]), x.shape[2]), dtype=np.float32)
+        out = np.empty((pooled_size(x.shape[0], kernel, stride, ceil), pooled_size(x.shape[1], kernel, stride, ceil),
+                        x.shape[2]), dtype=np.float32)
         _avg_pool(x, kernel, stride, out)
         return out
 
@@ -138,7 +144,6 @@ class NativeConvBatchNorm(_NativeGlue):
     """An fp32 conv (square, ungrouped, zero-padded) followed by its BatchNorm, in eval mode."""
 
     reason: str = "fp32 conv and BatchNorm, native"
-    _tiles: dict = field(default_factory=dict, repr=False)
     _scratch: dict = field(default_factory=dict, repr=False)
 
     def derive(self) -> tuple:
@@ -169,14 +174,10 @@ class NativeConvBatchNorm(_NativeGlue):
         return out
 
     def _tiled(self, out_w: int) -> tuple:
-        """Kernel, gain and shift repeated along an output row of `out_w` pixels, derived once per
-        width (and again after a load, with the numbers they come from)."""
+        """Kernel, gain and shift repeated along an output row of `out_w` pixels."""
         kernel, gain, shift = self._numbers[:3]
-        cached = self._tiles.get(out_w)
-        if cached is None or cached[0] is not kernel:
-            rows = np.ascontiguousarray(np.tile(kernel, (1, 1, 1, out_w)))
-            cached = self._tiles[out_w] = (kernel, rows, np.tile(gain, out_w), np.tile(shift, out_w))
-        return cached[1], cached[2], cached[3]
+        return self.per_width(out_w, lambda w: (np.ascontiguousarray(np.tile(kernel, (1, 1, 1, w))), np.tile(gain, w),
+                                                np.tile(shift, w)))
 
 
 def conv_batchnorm_step(conv: nn.Module, bn: nn.Module, name: str, *, share: bool = False) -> TorchStep | None:

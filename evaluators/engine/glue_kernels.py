@@ -133,6 +133,12 @@ def _conv_affine_rows(x, weight_rows, gain_row, shift_row, spread, padding, out)
             y[oy, i] = gain_row[i] * row[i] + shift_row[i]
 
 
+@njit(cache=True)
+def pooled_size(size, kernel, stride, ceil):
+    """Output size of an unpadded pool (torch's formula; with ceil_mode a last, partial window)."""
+    return -(-(size - kernel) // stride) + 1 if ceil else (size - kernel) // stride + 1
+
+
 @njit(cache=True, fastmath=False)
 def _avg_pool(x, kernel, stride, out):
     """Unpadded k x k average pool; a window that runs past the border averages what lies inside."""
@@ -152,4 +158,4 @@ def _avg_pool(x, kernel, stride, out):
                 out[oy, ox, c] = acc[c] / count
 
 
-__all__ = ["ROW_KERNEL_MAX_INPUTS", "_avg_pool", "_conv_affine", "_conv_affine_rows", "_pool_linear", "_relu", "_rprelu"]
+__all__ = ["ROW_KERNEL_MAX_INPUTS", "_avg_pool", "_conv_affine", "_conv_affine_rows", "_pool_linear", "_relu", "_rprelu", "pooled_size"]

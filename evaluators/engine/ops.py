@@ -148,8 +148,12 @@ class ReActStep:
     act_1x1: TorchStep
     backend: str = "engine"
     reason: str = ""
-    # Whether (and with which shortcut) the block runs as one native call (`_fused_shape`), once.
-    _fused_static: tuple | None = field(default=None, repr=False)
+    # (shortcut kind, pool) where the block runs as one native call on one thread, else None
+    # (`_fused_shape`); its parts' kinds are fixed at compile time, so this is decided once.
+    _fused: tuple | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._fused = self._fused_shape()
 
     def parts(self) -> list:
         """The sub-steps in a fixed order (the packed file stores them by position)."""
@@ -157,10 +161,8 @@ class ReActStep:
                 self.act_1x1]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if numba.get_num_threads() == 1:
-            arguments = self._fused_arguments(x)
-            if arguments is not None:
-                return react_block(*arguments)
+        if self._fused is not None and numba.get_num_threads() == 1:
+            return react_block(*self._fused_arguments(x))
         y = self.act_k(self.conv_k(x))
         residual = y if self.shortcut_1x1 is None else self.shortcut_1x1(y)
         # The copies write straight into their channels of the concatenated output (a separate
@@ -171,16 +173,10 @@ class ReActStep:
             conv.convolve(conv.pack(y), residual, out, first)
         return self.act_1x1(out)
 
-    def _fused_arguments(self, x: np.ndarray) -> tuple | None:
-        """`fused.react_block`'s arguments for this block, or None where it takes another path (a
-        1x1 shortcut conv, an activation or a downsampling shortcut that is not native, copies of
-        different widths). The numbers are read afresh, so a packed file's load reaches them."""
-        static = self._fused_static
-        if static is None:
-            static = self._fused_static = (self._fused_shape(),)
-        if static[0] is None:
-            return None
-        shortcut, pool = static[0]
+    def _fused_arguments(self, x: np.ndarray) -> tuple:
+        """`fused.react_block`'s arguments for this block. The numbers are read afresh, so a packed
+        file's load reaches them."""
+        shortcut, pool = self._fused
         conv_k = self.conv_k
         out_w = conv_k.output_size(x.shape[1])
         copies = self.convs_1x1
@@ -191,6 +187,9 @@ class ReActStep:
                 tuple(conv.scale for conv in copies), tuple(conv.bias for conv in copies), self.act_1x1._tiled(out_w))
 
     def _fused_shape(self) -> tuple | None:
+        """(shortcut kind, pool) for `fused.react_block`, or None where the block takes the steps (a
+        1x1 shortcut conv, an activation or a downsampling shortcut that is not native, copies of
+        different widths)."""
         from .glue import NativeAvgPool, NativeRPReLU
 
         conv_k = self.conv_k
