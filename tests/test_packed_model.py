@@ -69,6 +69,15 @@ def test_round_trip_is_exact_and_needs_no_pickle(tmp_path, block):
     # ones compiled from the randomly initialised network the loader builds for the step structure.
     if block in ("binary", "reactnet"):
         assert any(step.weights.shape[1] == 2 for step in packed_convs(loaded.steps))
+    if block == "reactnet":  # one thread: each block one fused call, its arguments laid out from the loaded numbers
+        import numba
+
+        previous = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            assert np.array_equal(loaded(images), engine(images))
+        finally:
+            numba.set_num_threads(previous)
 
 
 def test_corrupt_or_foreign_files_are_one_clear_error(tmp_path):

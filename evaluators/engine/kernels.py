@@ -6,8 +6,9 @@ Layouts (batch 1, channel-last, so one pixel's channels are contiguous):
   1 meaning +1 and 0 meaning -1; the unused high bits of the last word are 0;
 - packed weights: (k*k, Cw, Cout) uint64, same bit convention, unused bits 0 (the stored format);
 - prepared weights (`prepare_weights`): the same words as one flat array, rows (k*k*Cw) of
-  Cout rounded up to a multiple of 16 (the padding lanes are 0 and never written out), so one
-  16-output register block is two unaligned 8-word vector loads.
+  Cout rounded up to a multiple of 16 (the padding lanes are never written out: 0, or a split
+  tail's repeated outputs, see `split_lanes`), so one 16-output register block is two unaligned
+  8-word vector loads.
 
 The product of two +-1 values is +1 when their bits agree, so over n real channels
     dot = n - 2 * popcount(a XOR w).
@@ -34,9 +35,10 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from . import isa
-from .simd import (load_word, store_word, vadd, vbyte_sum, vload, vnibble_xpa, vsign_bits, vsign_bits_masked,
-                   vstore_outputs, vstore_outputs_masked, vstore_outputs_residual, vstore_outputs_residual_masked,
-                   vxpa, vzero)
+from .simd import (load_word, store_word, vadd, vbyte_sum, vload, vnibble_xpa, vnibble_xpa2, vsign_bits,
+                   vsign_bits_masked, vstore_outputs, vstore_outputs_masked, vstore_outputs_residual,
+                   vstore_outputs_residual_masked, vstore_outputs_residual_split, vstore_outputs_split, vxpa, vxpa2,
+                   vzero)
 
 BLOCK_OUTPUTS = 16  # output channels per register block: two 8-lane vectors
 # The register blocking for the instruction set numba compiles for, frozen into the kernels as
@@ -221,6 +223,104 @@ def _block2_generic(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_wo
 
 
 @njit(cache=True, fastmath=False, inline="always")
+def _block4_split(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, first, split):
+    """Four output pixels of a last block whose last live vector has <= 4 outputs (`split_lanes`):
+    a full first vector per pixel if `first`, then one split vector per pixel pair (`vxpa2`),
+    weights at wbase + `split`: 6 accumulators where `_block4` needs 8."""
+    a0 = vzero()
+    b0 = vzero()
+    c0 = vzero()
+    d0 = vzero()
+    ab = vzero()
+    cd = vzero()
+    for ky in range(ky0, ky1):
+        xs = xbase + ky * row_words
+        ws = wbase + ky * run * cpad
+        for t in range(run):
+            xa = load_word(x, xs + t)
+            xb = load_word(x, xs + pixel_words + t)
+            xc = load_word(x, xs + 2 * pixel_words + t)
+            xd = load_word(x, xs + 3 * pixel_words + t)
+            if first:
+                v0 = vload(w, ws + t * cpad)
+                a0 = vxpa(a0, xa, v0)
+                b0 = vxpa(b0, xb, v0)
+                c0 = vxpa(c0, xc, v0)
+                d0 = vxpa(d0, xd, v0)
+            vs = vload(w, ws + t * cpad + split)
+            ab = vxpa2(ab, xa, xb, vs)
+            cd = vxpa2(cd, xc, xd, vs)
+    return a0, b0, ab, c0, d0, cd
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _block2_split(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, half, first, split):
+    """AVX2: `_block4_split` for two pixels with the nibble-table popcount (as `_block2`)."""
+    mask = np.uint64(0x0F0F0F0F0F0F0F0F)
+    four = np.uint64(4)
+    a0 = vzero()
+    b0 = vzero()
+    ab = vzero()
+    p0 = vzero()
+    q0 = vzero()
+    pq = vzero()
+    used = 0
+    for ky in range(ky0, ky1):
+        xs = xbase + ky * row_words
+        ws = wbase + ky * run * cpad
+        for start in range(0, run, 31):
+            stop = min(run, start + 31)
+            if used + stop - start > 31:
+                a0 = vadd(a0, vbyte_sum(p0))
+                b0 = vadd(b0, vbyte_sum(q0))
+                ab = vadd(ab, vbyte_sum(pq))
+                p0 = vzero()
+                q0 = vzero()
+                pq = vzero()
+                used = 0
+            used += stop - start
+            for t in range(start, stop):
+                lo = ws + half + t * cpad
+                hi = lo + half
+                xa = load_word(x, xs + t)
+                xb = load_word(x, xs + pixel_words + t)
+                xa_lo = xa & mask
+                xa_hi = (xa >> four) & mask
+                xb_lo = xb & mask
+                xb_hi = (xb >> four) & mask
+                if first:
+                    l0 = vload(w, lo)
+                    h0 = vload(w, hi)
+                    p0 = vnibble_xpa(p0, xa_lo, xa_hi, l0, h0)
+                    q0 = vnibble_xpa(q0, xb_lo, xb_hi, l0, h0)
+                pq = vnibble_xpa2(pq, xa_lo, xa_hi, xb_lo, xb_hi, vload(w, lo + split), vload(w, hi + split))
+    a0 = vadd(a0, vbyte_sum(p0))
+    b0 = vadd(b0, vbyte_sum(q0))
+    ab = vadd(ab, vbyte_sum(pq))
+    return a0, b0, ab
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _block2_generic_split(x, w, xbase, wbase, ky0, ky1, row_words, run, cpad, pixel_words, first, split):
+    """`_block2_split` with LLVM's own vector popcount (targets without AVX2)."""
+    a0 = vzero()
+    b0 = vzero()
+    ab = vzero()
+    for ky in range(ky0, ky1):
+        xs = xbase + ky * row_words
+        ws = wbase + ky * run * cpad
+        for t in range(run):
+            xa = load_word(x, xs + t)
+            xb = load_word(x, xs + pixel_words + t)
+            if first:
+                v0 = vload(w, ws + t * cpad)
+                a0 = vxpa(a0, xa, v0)
+                b0 = vxpa(b0, xb, v0)
+            ab = vxpa2(ab, xa, xb, vload(w, ws + t * cpad + split))
+    return a0, b0, ab
+
+
+@njit(cache=True, fastmath=False, inline="always")
 def _block1(x, w, xbase, wbase, ky0, ky1, kx0, kx1, kernel, row_words, words, cpad, pair):
     """One output pixel x 16 outputs, kernel columns kx0..kx1 only (a border pixel)."""
     a0 = vzero()
@@ -286,6 +386,37 @@ def _emit(a0, a1, pixel, o0, cout, total, scale, bias, y, out_stride, r, has_res
         store_word(z, word, load_word(z, word) | (bits << np.uint64(o0 & 63)))
 
 
+@njit(cache=True, fastmath=False, inline="always")
+def _emit_split(va, vb, ab, pixel_a, pixel_b, o0, split, cout, total, scale, bias, y, out_stride, r, has_residual,
+                next_shift, z, out_words, has_pack, first):
+    """Two output pixels of a split last block (`_block4_split`): each pixel's full first vector
+    if `first` (va, vb), then the split vector `ab` (outputs o0 + split .. cout - 1 of both)."""
+    at_a = pixel_a * out_stride + o0
+    at_b = pixel_b * out_stride + o0
+    rat_a = pixel_a * cout + o0
+    rat_b = pixel_b * cout + o0
+    if first:
+        if has_residual:
+            vstore_outputs_residual(va, total, scale, bias, o0, y, at_a, r, rat_a)
+            vstore_outputs_residual(vb, total, scale, bias, o0, y, at_b, r, rat_b)
+        else:
+            vstore_outputs(va, total, scale, bias, o0, y, at_a)
+            vstore_outputs(vb, total, scale, bias, o0, y, at_b)
+    rest = cout - o0 - split
+    if has_residual:
+        vstore_outputs_residual_split(ab, total, scale, bias, o0 + split, y, at_a + split, at_b + split, r,
+                                      rat_a + split, rat_b + split, rest)
+    else:
+        vstore_outputs_split(ab, total, scale, bias, o0 + split, y, at_a + split, at_b + split, rest)
+    if has_pack:
+        for pixel, at in ((pixel_a, at_a), (pixel_b, at_b)):
+            bits = vsign_bits_masked(y, at + split, next_shift, o0 + split, rest) << np.uint64(split)
+            if first:
+                bits |= vsign_bits(y, at, next_shift, o0)
+            word = pixel * out_words + (o0 >> 6)
+            store_word(z, word, load_word(z, word) | (bits << np.uint64(o0 & 63)))
+
+
 @njit(cache=True, fastmath=False)
 def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channels, scale, bias, y, out_stride,
               out_first, r, has_residual, out_w, oh, next_shift, z, out_words, has_pack, o_begin, o_end, clear):
@@ -319,15 +450,36 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
     block = 4 if _WIDE else 2
     inner = (ky1 - ky0) * kernel * channels
     half = kernel * kernel * words * cpad  # the nibble copies follow the words (prepare_weights)
+    last_split = split_lanes(cout)
     for o0 in range(o_begin, o_end, BLOCK_OUTPUTS):
         full = o0 + BLOCK_OUTPUTS <= cout
         pair = o0 + 8 < cout  # False: outputs o0 + 8.. are padding (a width of 8, 24, 40, ...)
+        split = last_split - o0 if o0 <= last_split < o0 + BLOCK_OUTPUTS else -1
         pixel = oh * out_w
         ow = 0
         while ow < out_w:
             iw0 = ow * stride - padding
             xbase = (ih0 * width + iw0) * words
-            if ow >= ow_lo and ow + block <= ow_hi:
+            if ow >= ow_lo and ow + block <= ow_hi and split >= 0:
+                first = split == 8
+                if _WIDE:
+                    a0, b0, ab, c0, d0, cd = _block4_split(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
+                                                           pixel_words, first, split)
+                    _emit_split(a0, b0, ab, pixel + ow, pixel + ow + 1, o0, split, cout, inner, scale_, bias_, y_,
+                                out_stride, r_, has_residual, shift_, z_, out_words, has_pack, first)
+                    _emit_split(c0, d0, cd, pixel + ow + 2, pixel + ow + 3, o0, split, cout, inner, scale_, bias_, y_,
+                                out_stride, r_, has_residual, shift_, z_, out_words, has_pack, first)
+                else:
+                    if _NIBBLES:
+                        a0, b0, ab = _block2_split(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad, pixel_words,
+                                                   half, first, split)
+                    else:
+                        a0, b0, ab = _block2_generic_split(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
+                                                           pixel_words, first, split)
+                    _emit_split(a0, b0, ab, pixel + ow, pixel + ow + 1, o0, split, cout, inner, scale_, bias_, y_,
+                                out_stride, r_, has_residual, shift_, z_, out_words, has_pack, first)
+                ow += block
+            elif ow >= ow_lo and ow + block <= ow_hi:
                 if _WIDE:
                     a0, a1, b0, b1, c0, c1, d0, d1 = _block4(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,
                                                              pixel_words, pair)
@@ -390,14 +542,30 @@ def _conv_parallel(packed, w, cpad, kernel, stride, padding, channels, scale, bi
                   out_first, r, has_residual, out_w, oh, next_shift, z, packed_out.shape[2], has_pack, 0, cpad, True)
 
 
+@njit(cache=True)
+def split_lanes(out_channels):
+    """The first output of a split tail, or -1 where there is none.
+
+    A width whose last 8-lane vector holds at most 4 outputs (12 = 8 + 4, 18 = 16 + 2, 36, ...,
+    the widths pruning leaves) would spend a whole vector, and a masked epilogue, on those few
+    lanes. Instead the prepared weights repeat those <= 4 outputs in the vector's upper half and
+    two pixels share it (simd.vxpa2), so the tail costs half a vector per pixel."""
+    last = (out_channels - 1) // 8 * 8  # the last vector's first output
+    return last if out_channels - last <= 4 else -1
+
+
 def prepare_weights(weights: np.ndarray) -> np.ndarray:
     """(k*k, Cw, Cout) packed weights -> the flat kernel layout: (k*k*Cw) rows of Cout padded to 16,
     three times: the words, their low nibbles (w & 0x0f..) and their high nibbles ((w >> 4) &
-    0x0f..), the last two for the AVX2 table popcount (see simd)."""
+    0x0f..), the last two for the AVX2 table popcount (see simd). Where the last vector is a
+    split tail (`split_lanes`), its outputs are repeated in the 4 lanes above them."""
     positions, words, out_channels = weights.shape
     cpad = -(-out_channels // BLOCK_OUTPUTS) * BLOCK_OUTPUTS
     prepared = np.zeros((3, positions * words, cpad), dtype=np.uint64)
     prepared[0, :, :out_channels] = weights.reshape(positions * words, out_channels)
+    split = split_lanes(out_channels)
+    if split >= 0:
+        prepared[0, :, split + 4:split + 8] = prepared[0, :, split:split + 4]
     mask = np.uint64(0x0F0F0F0F0F0F0F0F)
     prepared[1] = prepared[0] & mask
     prepared[2] = (prepared[0] >> np.uint64(4)) & mask

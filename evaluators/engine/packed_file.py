@@ -234,6 +234,7 @@ def _load_step(step, stored: dict, prefix: str, archive, path: Path) -> None:
                                   f"{len(parts)} here")
         for i, (part, stored_part) in enumerate(zip(parts, stored["parts"])):
             _load_step(part, stored_part, f"{prefix}{i}.", archive, path)
+        step.numbers_loaded()
 
 
 def load_packed(path: Path) -> tuple[EngineModel, dict]:

@@ -154,43 +154,81 @@ def vxpa(typingctx, accumulator, word, weights):
     return u64x8(accumulator, word, weights), codegen
 
 
+def _pair_broadcast(builder, first, second):
+    """<first x 4, second x 4>: two pixels' input words, one per half of the vector."""
+    pair = builder.insert_element(builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), first,
+                                                         ir.Constant(ir.IntType(32), 0)),
+                                  second, ir.Constant(ir.IntType(32), 4))
+    return builder.shuffle_vector(pair, ir.Constant(_VECTOR, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0, 0, 0, 0, 4, 4, 4, 4]))
+
+
+@intrinsic
+def vxpa2(typingctx, accumulator, word_a, word_b, weights):
+    """`vxpa` for a split vector: lanes 0-3 take pixel a's word, lanes 4-7 pixel b's, against
+    weights whose two halves hold the same 4 outputs (prepare_weights' split tail). Two pixels'
+    last <= 4 outputs cost one vector instead of two."""
+    if accumulator != u64x8 or weights != u64x8 or not isinstance(word_a, types.Integer) \
+            or not isinstance(word_b, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        words = _pair_broadcast(builder, context.cast(builder, args[1], sig.args[1], types.uint64),
+                                context.cast(builder, args[2], sig.args[2], types.uint64))
+        counts = builder.call(_ctpop(builder), [builder.xor(words, args[3])])
+        return builder.add(args[0], counts)
+
+    return u64x8(accumulator, word_a, word_b, weights), codegen
+
+
 def _lane_mask(context, builder, count, count_type):
     """<8 x i1>: lanes 0 .. count-1 set (count in 0..8): the live lanes of a partial block."""
     lanes = ir.Constant(_VECTOR, list(range(LANES)))
     return builder.icmp_signed("<", lanes, _broadcast(builder, context.cast(builder, count, count_type, types.int64)))
 
 
+def _half_mask(context, builder, count, count_type):
+    """<4 x i1>: lanes 0 .. count-1 set (count in 1..4): the live lanes of each half of a split vector."""
+    return builder.shuffle_vector(_lane_mask(context, builder, count, count_type), ir.Constant(_MASK8, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), 4), [0, 1, 2, 3]))
+
+
+_MASK8 = ir.VectorType(ir.IntType(1), LANES)
+
+
 def _masked_load(builder, pointer, element, mask):
-    """The masked lanes of the 8 elements at `pointer` (the rest 0): nothing past them is read."""
-    vector = ir.VectorType(element, LANES)
+    """The masked lanes of the len(mask) elements at `pointer` (the rest 0): nothing past them is read."""
+    lanes = mask.type.count
+    vector = ir.VectorType(element, lanes)
     load = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(vector, [pointer.type, ir.IntType(32), mask.type, vector]),
-        f"llvm.masked.load.v{LANES}{'f32' if element == _F32 else 'f64'}.p0")
+        f"llvm.masked.load.v{lanes}{'f32' if element == _F32 else 'f64'}.p0")
     return builder.call(load, [pointer, ir.Constant(ir.IntType(32), 4), mask, ir.Constant(vector, None)])
 
 
 def _masked_store(builder, value, pointer, mask):
-    """Store the masked lanes of `value` at `pointer`; nothing past them is written."""
+    """Store the masked lanes of `value` (float32) at `pointer`; nothing past them is written."""
     store = cgutils.get_or_insert_function(
         builder.module, ir.FunctionType(ir.VoidType(), [value.type, pointer.type, ir.IntType(32), mask.type]),
-        f"llvm.masked.store.v{LANES}f32.p0")
+        f"llvm.masked.store.v{mask.type.count}f32.p0")
     builder.call(store, [value, pointer, ir.Constant(ir.IntType(32), 4), mask])
 
 
-def _load8(context, builder, base_type, base, offset_type, offset, element, mask):
-    """8 elements at base[offset]: one plain vector load, or a masked one on a partial block."""
+def _load8(context, builder, base_type, base, offset_type, offset, element, mask, lanes=LANES):
+    """`lanes` elements at base[offset]: one plain vector load, or a masked one on a partial block."""
+    pointer = _element_pointer(context, builder, base_type, base, offset_type, offset, element)
     if mask is None:
-        return builder.load(_vector_pointer(context, builder, base_type, base, offset_type, offset, element), align=4)
-    return _masked_load(builder, _element_pointer(context, builder, base_type, base, offset_type, offset, element),
-                        element, mask)
+        return builder.load(builder.bitcast(pointer, ir.VectorType(element, lanes).as_pointer()), align=4)
+    return _masked_load(builder, pointer, element, mask)
 
 
 def _store8(context, builder, value, base_type, base, offset_type, offset, mask):
+    """Store the float32 vector `value` (any lane count) at base[offset], on the `mask` lanes if given."""
+    pointer = _element_pointer(context, builder, base_type, base, offset_type, offset, _F32)
     if mask is None:
-        builder.store(value, _vector_pointer(context, builder, base_type, base, offset_type, offset, _F32), align=4)
+        builder.store(value, builder.bitcast(pointer, value.type.as_pointer()), align=4)
     else:
-        _masked_store(builder, value, _element_pointer(context, builder, base_type, base, offset_type, offset, _F32),
-                      mask)
+        _masked_store(builder, value, pointer, mask)
 
 
 def _finish(context, builder, sig, args, mask=None):
@@ -262,6 +300,70 @@ def vstore_outputs_residual_masked(typingctx, counts, total, scale, bias, index,
         return None
     return (types.none(counts, total, scale, bias, index, out, out_offset, residual, residual_offset, count),
             _outputs_codegen(True, True))
+
+
+def _split_codegen(residual: bool):
+    """A split vector's outputs: lanes 0-3 are pixel a's outputs index.. index+count-1, lanes 4-7
+    pixel b's same outputs. Both halves take the same scale and bias (4 float64s read once, on
+    `count` lanes), then each half goes to its pixel: plain 4-lane stores when count is 4, masked
+    ones below. Lane by lane the same operations as `_finish`, so bit for bit the scalar formula."""
+
+    def codegen(context, builder, sig, args):
+        counts, total, scale, bias, index, out, at_a, at_b = args[:8]
+        count, count_type = args[-1], sig.args[-1]
+        mask = _half_mask(context, builder, count, count_type)
+        full = builder.icmp_signed("==", context.cast(builder, count, count_type, types.int64),
+                                   ir.Constant(_I64, 4))
+        totals = _broadcast(builder, context.cast(builder, total, sig.args[1], types.int64))
+        dot = builder.sub(totals, builder.shl(counts, ir.Constant(_VECTOR, [1] * LANES)))
+        dot_f = builder.sitofp(builder.trunc(dot, ir.VectorType(ir.IntType(32), LANES)), ir.VectorType(_F64, LANES))
+        both = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0, 1, 2, 3, 0, 1, 2, 3])
+        halves = (ir.Constant(ir.VectorType(ir.IntType(32), 4), [0, 1, 2, 3]),
+                  ir.Constant(ir.VectorType(ir.IntType(32), 4), [4, 5, 6, 7]))
+
+        def emit(live_mask):
+            scales = _load8(context, builder, sig.args[2], scale, sig.args[4], index, _F64, live_mask, 4)
+            biases = _load8(context, builder, sig.args[3], bias, sig.args[4], index, _F64, live_mask, 4)
+            scales = builder.shuffle_vector(scales, scales, both)
+            biases = builder.shuffle_vector(biases, biases, both)
+            value = builder.fptrunc(builder.fadd(builder.fmul(scales, dot_f), biases), ir.VectorType(_F32, LANES))
+            pixels = ((at_a, sig.args[6], 9), (at_b, sig.args[7], 10))  # with the residual offsets
+            for (at, at_type, residual_arg), lanes in zip(pixels, halves):
+                half = builder.shuffle_vector(value, value, lanes)
+                if residual:
+                    half = builder.fadd(half, _load8(context, builder, sig.args[8], args[8], sig.args[residual_arg],
+                                                     args[residual_arg], _F32, live_mask, 4))
+                _store8(context, builder, half, sig.args[5], out, at_type, at, live_mask)
+
+        with builder.if_else(full, likely=True) as (whole, partial):
+            with whole:  # the usual tail of 4 (widths 12, 28, 44, ...): no masks
+                emit(None)
+            with partial:
+                emit(mask)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+@intrinsic
+def vstore_outputs_split(typingctx, counts, total, scale, bias, index, out, at_a, at_b, count):
+    """A split vector (`vxpa2`) stored: out[at_a : +count] from lanes 0.., out[at_b : +count] from
+    lanes 4.., each float32(scale[index + i] * (total - 2 * count) + bias[index + i]); count in 1..4."""
+    if not _outputs_typed(counts, scale, bias, out) or not all(
+            isinstance(value, types.Integer) for value in (index, at_a, at_b, count)):
+        return None
+    return types.none(counts, total, scale, bias, index, out, at_a, at_b, count), _split_codegen(False)
+
+
+@intrinsic
+def vstore_outputs_residual_split(typingctx, counts, total, scale, bias, index, out, at_a, at_b, residual,
+                                  residual_a, residual_b, count):
+    """`vstore_outputs_split` plus residual[residual_a : +count] and residual[residual_b : +count]."""
+    if not _outputs_typed(counts, scale, bias, out, residual) or not all(
+            isinstance(value, types.Integer) for value in (index, at_a, at_b, residual_a, residual_b, count)):
+        return None
+    return (types.none(counts, total, scale, bias, index, out, at_a, at_b, residual, residual_a, residual_b, count),
+            _split_codegen(True))
 
 
 def _sign_bits_codegen(masked: bool):
@@ -341,6 +443,27 @@ def vnibble_xpa(typingctx, accumulator, word_low, word_high, weights_low, weight
 
 
 @intrinsic
+def vnibble_xpa2(typingctx, accumulator, a_low, a_high, b_low, b_high, weights_low, weights_high):
+    """`vnibble_xpa` for a split vector (see `vxpa2`): pixel a's nibbles in lanes 0-3, b's in 4-7."""
+    if accumulator != u64x8 or weights_low != u64x8 or weights_high != u64x8:
+        return None
+
+    def codegen(context, builder, sig, args):
+        shuffle = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_BYTES32, [_BYTES32, _BYTES32]),
+                                                 "llvm.x86.avx2.pshuf.b")
+        total_low, total_high = _halves(builder, args[0])
+        word = lambda i: context.cast(builder, args[i], sig.args[i], types.uint64)  # noqa: E731
+        for a, b, weights in ((1, 3, args[5]), (2, 4, args[6])):
+            nibbles = builder.xor(_pair_broadcast(builder, word(a), word(b)), weights)
+            low, high = _halves(builder, nibbles)
+            total_low = builder.add(total_low, builder.call(shuffle, [_NIBBLE_COUNTS, low]))
+            total_high = builder.add(total_high, builder.call(shuffle, [_NIBBLE_COUNTS, high]))
+        return _join(builder, total_low, total_high)
+
+    return u64x8(accumulator, a_low, a_high, b_low, b_high, weights_low, weights_high), codegen
+
+
+@intrinsic
 def vbyte_sum(typingctx, accumulator):
     """Sum of the 8 byte lanes of every 64-bit lane (AVX2 vpsadbw against zero)."""
     if accumulator != u64x8:
@@ -368,6 +491,7 @@ def vadd(typingctx, left, right):
     return u64x8(left, right), codegen
 
 
-__all__ = ["LANES", "load_word", "store_word", "u64x8", "vadd", "vload", "vbyte_sum", "vnibble_xpa", "vsign_bits",
-           "vsign_bits_masked", "vstore_outputs", "vstore_outputs_masked", "vstore_outputs_residual",
-           "vstore_outputs_residual_masked", "vxpa", "vzero"]
+__all__ = ["LANES", "load_word", "store_word", "u64x8", "vadd", "vload", "vbyte_sum", "vnibble_xpa", "vnibble_xpa2",
+           "vsign_bits", "vsign_bits_masked", "vstore_outputs", "vstore_outputs_masked", "vstore_outputs_residual",
+           "vstore_outputs_residual_masked", "vstore_outputs_residual_split", "vstore_outputs_split", "vxpa", "vxpa2",
+           "vzero"]
