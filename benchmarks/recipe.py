@@ -18,7 +18,9 @@ its float twin (same topology, fp32, same budget), trained for the stretch goal.
 
 Goal: a fully binary network >= 0.97 test accuracy; stretch: within 1 point of its float twin.
 `best_fully_binary_test_acc` in the JSON is the headline. Runs two trainings at a time (one
-thread each). Writes results/bench/recipe.csv (recipe_quick.csv with --quick).
+thread each), the longest queued first, and the float twins of both possible choices beside the
+pair. Writes results/bench/recipe.csv (recipe_quick.csv with --quick; recipe_final_<levers>.csv
+with --final, _seed<N> appended for a seed other than 0).
 
     python benchmarks/recipe.py [--quick] [--epochs N] [--json]
     python benchmarks/recipe.py --final wide longer --json   # no ablation: these levers together, tested
@@ -44,6 +46,7 @@ from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
 LEVERS = ("teacher", "two_step", "augment", "stem8", "longer", "wide")
+LONG_LEVERS = ("longer", "wide")  # the ablation's longest runs
 WIDE = 1.5
 NET = "reactnet_small"
 
@@ -121,7 +124,8 @@ def job(case: str, genotype: Genotype, levers: tuple[str, ...], base: TrainingCo
     return {"case": case, "genotype": genotype.to_json(), "config": config.model_dump(mode="json"), "levers": levers,
             "seed": args.seed, "teacher_dir": teacher_dir if "teacher" in levers else "",
             "teacher_epochs": args.teacher_epochs, "final": final,
-            "keep": str(Path(teacher_dir) / f"{case.strip('+').replace(' ', '_')}.pt")}
+            # Two float twins (of different levers) may train at once: the levers keep their files apart.
+            "keep": str(Path(teacher_dir) / f"{'_'.join([case.strip('+'), *levers]).replace(' ', '_')}.pt")}
 
 
 def twin_of(pool, genotype: Genotype, levers: tuple[str, ...], base: TrainingConfig, args, teacher_dir: str):
@@ -157,13 +161,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as teacher_dir, context.Pool(2) as pool:
         teacher, wants_teacher = None, not args.final or "teacher" in args.final
         if wants_teacher:
-            # The teacher first (cached in teacher_dir for every run that distils), beside the base run.
+            # The teacher first (cached in teacher_dir for every run that distils).
             teacher_started = time.perf_counter()
             teacher_async = pool.apply_async(load_or_train_teacher, (teacher_dir, "mnist5k", args.seed),
                                              {"epochs": args.teacher_epochs, "threads": 1})
         rows = []
-        base_job = job("base", genotype, (), base, args, teacher_dir)
-        base_async = None if args.final else pool.apply_async(run, (base_job,))
+        ablation = {}
+        if not args.final:
+            # Every run that needs no teacher is queued at once, the longest first (`longer` and
+            # `wide` train about twice as long), so neither core idles while the teacher trains
+            # or at the end of the ablation.
+            for lever in sorted((None, *levers), key=lambda lever: lever not in LONG_LEVERS):
+                if lever != "teacher":
+                    ablation[lever] = pool.apply_async(run, (job(f"+{lever}" if lever else "base", genotype,
+                                                                 (lever,) if lever else (), base, args, teacher_dir),))
         if wants_teacher:
             teacher = teacher_async.get()
             print(f"teacher (float CNN): val {teacher.val_accuracy:.4f} test {teacher.test_accuracy:.4f} after "
@@ -173,29 +184,35 @@ def main() -> None:
             final_async = pool.apply_async(run, (job("chosen recipe", genotype, chosen, base, args, teacher_dir,
                                                      final=True),))
         else:
-            rows.append(base_async.get())
-            print(f"  base            val {rows[0]['val_acc']:.4f}  ({rows[0]['train_seconds']:.0f}s)", flush=True)
-            for row in pool.imap(run, [job(f"+{lever}", genotype, (lever,), base, args, teacher_dir)
-                                       for lever in levers]):
-                rows.append(row)
-                print(f"  {row['case']:<15} val {row['val_acc']:.4f}  ({row['train_seconds']:.0f}s)", flush=True)
+            if "teacher" in levers:  # queued once the teacher is cached, lest its run train one of its own
+                ablation["teacher"] = pool.apply_async(run, (job("+teacher", genotype, ("teacher",), base, args,
+                                                                 teacher_dir),))
+            for lever in (None, *levers):  # the table in LEVERS order, the base first
+                rows.append(ablation[lever].get())
+                print(f"  {rows[-1]['case']:<15} val {rows[-1]['val_acc']:.4f}  ({rows[-1]['train_seconds']:.0f}s)",
+                      flush=True)
             # The two levers that paid most alone, together: the one combination the ablation tries
             # (all that paid, together, lost to `longer` alone in session 5), its float twin beside it
             # since it is the likely choice.
             paid = sorted((r for r in rows[1:] if r["val_acc"] > rows[0]["val_acc"]), key=lambda r: -r["val_acc"])
             pair = tuple(lever for lever in levers if lever in {r["case"][1:] for r in paid[:2]})
-            twin_async = None
+            twins = {}
             if len(pair) == 2 and not args.quick:  # --quick stays a < 5 min smoke run
                 pair_async = pool.apply_async(run, (job("+" + " +".join(pair), genotype, pair, base, args,
                                                         teacher_dir),))
-                twin_async = twin_of(pool, genotype, pair, base, args, teacher_dir)
+                # Both possible choices' float twins start beside the pair (the pair's, and that of
+                # the best single lever, should the pair lose): on two cores they take about as
+                # long as the pair alone, where a twin started after it ran with one core idle.
+                twins[pair] = twin_of(pool, genotype, pair, base, args, teacher_dir)
+                single = max(rows, key=lambda r: r["val_acc"])
+                single_levers = tuple(single["levers"].split()) if single["case"] != "base" else ()
+                twins[single_levers] = twin_of(pool, genotype, single_levers, base, args, teacher_dir)
                 rows.append(pair_async.get())
                 print(f"  {rows[-1]['case']:<15} val {rows[-1]['val_acc']:.4f}  ({rows[-1]['train_seconds']:.0f}s)",
                       flush=True)
             best = max(rows, key=lambda r: r["val_acc"])  # the first of equals: base before any lever
             chosen = tuple(best["levers"].split()) if best["case"] != "base" else ()
-            if chosen != pair:
-                twin_async = None
+            twin_async = twins.get(chosen)
         if args.final or twin_async is None:
             twin_async = twin_of(pool, genotype, chosen, base, args, teacher_dir)
         rows.append(final_async.get() if args.final else tested(best, args.seed))
@@ -208,7 +225,7 @@ def main() -> None:
         row.pop("keep", None)
     name = "recipe_quick.csv" if args.quick else "recipe.csv"
     if args.final:
-        name = f"recipe_final_{'_'.join(args.final)}.csv"
+        name = f"recipe_final_{'_'.join(args.final)}{f'_seed{args.seed}' if args.seed else ''}.csv"
     write_csv(OUT / name, rows)
     print(f"\n{'case':<15} {'levers':<36} {'epochs':>6} {'val_acc':>8} {'test_acc':>8} {'seconds':>8} fully_binary")
     for row in rows:
