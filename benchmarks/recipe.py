@@ -192,8 +192,7 @@ def main() -> None:
                 print(f"  {rows[-1]['case']:<15} val {rows[-1]['val_acc']:.4f}  ({rows[-1]['train_seconds']:.0f}s)",
                       flush=True)
             # The two levers that paid most alone, together: the one combination the ablation tries
-            # (all that paid, together, lost to `longer` alone in session 5), its float twin beside it
-            # since it is the likely choice.
+            # (all that paid, together, lost to `longer` alone in session 5).
             paid = sorted((r for r in rows[1:] if r["val_acc"] > rows[0]["val_acc"]), key=lambda r: -r["val_acc"])
             pair = tuple(lever for lever in levers if lever in {r["case"][1:] for r in paid[:2]})
             twins = {}

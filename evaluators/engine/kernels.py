@@ -461,6 +461,7 @@ def _conv_row(x, height, width, words, w, cpad, kernel, stride, padding, channel
             iw0 = ow * stride - padding
             xbase = (ih0 * width + iw0) * words
             if ow >= ow_lo and ow + block <= ow_hi and split >= 0:
+                # This block's last vector holds <= 4 outputs: pixel pairs share it (`split_lanes`).
                 first = split == 8
                 if _WIDE:
                     a0, b0, ab, c0, d0, cd = _block4_split(xa_, wa_, xbase, o0, ky0, ky1, row_words, run, cpad,

@@ -187,13 +187,14 @@ def _lane_mask(context, builder, count, count_type):
     return builder.icmp_signed("<", lanes, _broadcast(builder, context.cast(builder, count, count_type, types.int64)))
 
 
+_MASK8 = ir.VectorType(ir.IntType(1), LANES)
+
+
 def _half_mask(context, builder, count, count_type):
     """<4 x i1>: lanes 0 .. count-1 set (count in 1..4): the live lanes of each half of a split vector."""
     return builder.shuffle_vector(_lane_mask(context, builder, count, count_type), ir.Constant(_MASK8, ir.Undefined),
                                   ir.Constant(ir.VectorType(ir.IntType(32), 4), [0, 1, 2, 3]))
 
-
-_MASK8 = ir.VectorType(ir.IntType(1), LANES)
 
 
 def _masked_load(builder, pointer, element, mask):
@@ -214,7 +215,7 @@ def _masked_store(builder, value, pointer, mask):
     builder.call(store, [value, pointer, ir.Constant(ir.IntType(32), 4), mask])
 
 
-def _load8(context, builder, base_type, base, offset_type, offset, element, mask, lanes=LANES):
+def _load_vector(context, builder, base_type, base, offset_type, offset, element, mask, lanes=LANES):
     """`lanes` elements at base[offset]: one plain vector load, or a masked one on a partial block."""
     pointer = _element_pointer(context, builder, base_type, base, offset_type, offset, element)
     if mask is None:
@@ -222,7 +223,7 @@ def _load8(context, builder, base_type, base, offset_type, offset, element, mask
     return _masked_load(builder, pointer, element, mask)
 
 
-def _store8(context, builder, value, base_type, base, offset_type, offset, mask):
+def _store_vector(context, builder, value, base_type, base, offset_type, offset, mask):
     """Store the float32 vector `value` (any lane count) at base[offset], on the `mask` lanes if given."""
     pointer = _element_pointer(context, builder, base_type, base, offset_type, offset, _F32)
     if mask is None:
@@ -231,18 +232,23 @@ def _store8(context, builder, value, base_type, base, offset_type, offset, mask)
         _masked_store(builder, value, pointer, mask)
 
 
+def _dot(context, builder, counts, total, total_type):
+    """total - 2 * counts on 8 lanes, as float64: the +-1 dot products of the popcounts."""
+    totals = _broadcast(builder, context.cast(builder, total, total_type, types.int64))
+    dot = builder.sub(totals, builder.shl(counts, ir.Constant(_VECTOR, [1] * LANES)))
+    # |dot| <= k*k*C < 2**31, so int32 holds it exactly and int32 -> float64 gives the same double
+    # as int64 -> float64; AVX2 has no int64 -> float64 vector conversion (LLVM emulates it).
+    return builder.sitofp(builder.trunc(dot, ir.VectorType(ir.IntType(32), LANES)), ir.VectorType(_F64, LANES))
+
+
 def _finish(context, builder, sig, args, mask=None):
     """float32(scale * (total - 2 * counts) + bias) on 8 lanes: int64 -> float64, multiply, add
     (no FMA contraction: the IR carries no fast-math flags), then round to float32: the scalar
     formula, lane by lane, bit for bit. With a lane `mask`, scale and bias are read on its lanes only."""
     counts, total, scale, bias, index = args[:5]
-    totals = _broadcast(builder, context.cast(builder, total, sig.args[1], types.int64))
-    dot = builder.sub(totals, builder.shl(counts, ir.Constant(_VECTOR, [1] * LANES)))
-    # |dot| <= k*k*C < 2**31, so int32 holds it exactly and int32 -> float64 gives the same double
-    # as int64 -> float64; AVX2 has no int64 -> float64 vector conversion (LLVM emulates it).
-    dot_f = builder.sitofp(builder.trunc(dot, ir.VectorType(ir.IntType(32), LANES)), ir.VectorType(_F64, LANES))
-    scales = _load8(context, builder, sig.args[2], scale, sig.args[4], index, _F64, mask)
-    biases = _load8(context, builder, sig.args[3], bias, sig.args[4], index, _F64, mask)
+    dot_f = _dot(context, builder, counts, total, sig.args[1])
+    scales = _load_vector(context, builder, sig.args[2], scale, sig.args[4], index, _F64, mask)
+    biases = _load_vector(context, builder, sig.args[3], bias, sig.args[4], index, _F64, mask)
     return builder.fptrunc(builder.fadd(builder.fmul(scales, dot_f), biases), ir.VectorType(_F32, LANES))
 
 
@@ -254,8 +260,9 @@ def _outputs_codegen(residual: bool, masked: bool):
         mask = _lane_mask(context, builder, args[-1], sig.args[-1]) if masked else None
         value = _finish(context, builder, sig, args, mask)
         if residual:
-            value = builder.fadd(value, _load8(context, builder, sig.args[7], args[7], sig.args[8], args[8], _F32, mask))
-        _store8(context, builder, value, sig.args[5], args[5], sig.args[6], args[6], mask)
+            value = builder.fadd(value, _load_vector(context, builder, sig.args[7], args[7], sig.args[8], args[8], _F32,
+                                                     mask))
+        _store_vector(context, builder, value, sig.args[5], args[5], sig.args[6], args[6], mask)
         return context.get_dummy_value()
 
     return codegen
@@ -314,16 +321,14 @@ def _split_codegen(residual: bool):
         mask = _half_mask(context, builder, count, count_type)
         full = builder.icmp_signed("==", context.cast(builder, count, count_type, types.int64),
                                    ir.Constant(_I64, 4))
-        totals = _broadcast(builder, context.cast(builder, total, sig.args[1], types.int64))
-        dot = builder.sub(totals, builder.shl(counts, ir.Constant(_VECTOR, [1] * LANES)))
-        dot_f = builder.sitofp(builder.trunc(dot, ir.VectorType(ir.IntType(32), LANES)), ir.VectorType(_F64, LANES))
+        dot_f = _dot(context, builder, counts, total, sig.args[1])
         both = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0, 1, 2, 3, 0, 1, 2, 3])
         halves = (ir.Constant(ir.VectorType(ir.IntType(32), 4), [0, 1, 2, 3]),
                   ir.Constant(ir.VectorType(ir.IntType(32), 4), [4, 5, 6, 7]))
 
         def emit(live_mask):
-            scales = _load8(context, builder, sig.args[2], scale, sig.args[4], index, _F64, live_mask, 4)
-            biases = _load8(context, builder, sig.args[3], bias, sig.args[4], index, _F64, live_mask, 4)
+            scales = _load_vector(context, builder, sig.args[2], scale, sig.args[4], index, _F64, live_mask, 4)
+            biases = _load_vector(context, builder, sig.args[3], bias, sig.args[4], index, _F64, live_mask, 4)
             scales = builder.shuffle_vector(scales, scales, both)
             biases = builder.shuffle_vector(biases, biases, both)
             value = builder.fptrunc(builder.fadd(builder.fmul(scales, dot_f), biases), ir.VectorType(_F32, LANES))
@@ -331,9 +336,10 @@ def _split_codegen(residual: bool):
             for (at, at_type, residual_arg), lanes in zip(pixels, halves):
                 half = builder.shuffle_vector(value, value, lanes)
                 if residual:
-                    half = builder.fadd(half, _load8(context, builder, sig.args[8], args[8], sig.args[residual_arg],
-                                                     args[residual_arg], _F32, live_mask, 4))
-                _store8(context, builder, half, sig.args[5], out, at_type, at, live_mask)
+                    half = builder.fadd(half, _load_vector(context, builder, sig.args[8], args[8],
+                                                           sig.args[residual_arg], args[residual_arg], _F32,
+                                                           live_mask, 4))
+                _store_vector(context, builder, half, sig.args[5], out, at_type, at, live_mask)
 
         with builder.if_else(full, likely=True) as (whole, partial):
             with whole:  # the usual tail of 4 (widths 12, 28, 44, ...): no masks
@@ -348,7 +354,7 @@ def _split_codegen(residual: bool):
 @intrinsic
 def vstore_outputs_split(typingctx, counts, total, scale, bias, index, out, at_a, at_b, count):
     """A split vector (`vxpa2`) stored: out[at_a : +count] from lanes 0.., out[at_b : +count] from
-    lanes 4.., each float32(scale[index + i] * (total - 2 * count) + bias[index + i]); count in 1..4."""
+    lanes 4.., each float32(scale[index + i] * (total - 2 * counts[lane]) + bias[index + i]); count in 1..4."""
     if not _outputs_typed(counts, scale, bias, out) or not all(
             isinstance(value, types.Integer) for value in (index, at_a, at_b, count)):
         return None
@@ -369,8 +375,8 @@ def vstore_outputs_residual_split(typingctx, counts, total, scale, bias, index, 
 def _sign_bits_codegen(masked: bool):
     def codegen(context, builder, sig, args):
         mask = _lane_mask(context, builder, args[4], sig.args[4]) if masked else None
-        values = _load8(context, builder, sig.args[0], args[0], sig.args[1], args[1], _F32, mask)
-        shifts = _load8(context, builder, sig.args[2], args[2], sig.args[3], args[3], _F32, mask)
+        values = _load_vector(context, builder, sig.args[0], args[0], sig.args[1], args[1], _F32, mask)
+        shifts = _load_vector(context, builder, sig.args[2], args[2], sig.args[3], args[3], _F32, mask)
         signs = builder.fcmp_ordered(">=", builder.fadd(values, shifts), ir.Constant(ir.VectorType(_F32, LANES), None))
         if masked:  # the lanes left out read 0 + 0 >= 0: clear their bits
             signs = builder.and_(signs, mask)
