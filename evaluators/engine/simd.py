@@ -427,6 +427,19 @@ def _join(builder, low, high):
                                   ir.Constant(ir.VectorType(ir.IntType(32), 8), list(range(8))))
 
 
+def _nibble_add(builder, accumulator, nibbles_low, nibbles_high):
+    """Byte lanes: accumulator + table[nibbles_low] + table[nibbles_high] (AVX2 vpshufb), where the
+    nibbles are already the XOR of the input's and the weights' (low and high halves of each byte)."""
+    shuffle = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_BYTES32, [_BYTES32, _BYTES32]),
+                                             "llvm.x86.avx2.pshuf.b")
+    total_low, total_high = _halves(builder, accumulator)
+    for nibbles in (nibbles_low, nibbles_high):
+        low, high = _halves(builder, nibbles)
+        total_low = builder.add(total_low, builder.call(shuffle, [_NIBBLE_COUNTS, low]))
+        total_high = builder.add(total_high, builder.call(shuffle, [_NIBBLE_COUNTS, high]))
+    return _join(builder, total_low, total_high)
+
+
 @intrinsic
 def vnibble_xpa(typingctx, accumulator, word_low, word_high, weights_low, weights_high):
     """Byte lanes: accumulator + table[broadcast(word_low) ^ weights_low] + table[... high]: the
@@ -435,15 +448,8 @@ def vnibble_xpa(typingctx, accumulator, word_low, word_high, weights_low, weight
         return None
 
     def codegen(context, builder, sig, args):
-        shuffle = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_BYTES32, [_BYTES32, _BYTES32]),
-                                                 "llvm.x86.avx2.pshuf.b")
-        total_low, total_high = _halves(builder, args[0])
-        for word, weights, word_type in ((args[1], args[3], sig.args[1]), (args[2], args[4], sig.args[2])):
-            nibbles = builder.xor(_broadcast(builder, context.cast(builder, word, word_type, types.uint64)), weights)
-            low, high = _halves(builder, nibbles)
-            total_low = builder.add(total_low, builder.call(shuffle, [_NIBBLE_COUNTS, low]))
-            total_high = builder.add(total_high, builder.call(shuffle, [_NIBBLE_COUNTS, high]))
-        return _join(builder, total_low, total_high)
+        word = lambda i: _broadcast(builder, context.cast(builder, args[i], sig.args[i], types.uint64))  # noqa: E731
+        return _nibble_add(builder, args[0], builder.xor(word(1), args[3]), builder.xor(word(2), args[4]))
 
     return u64x8(accumulator, word_low, word_high, weights_low, weights_high), codegen
 
@@ -455,16 +461,9 @@ def vnibble_xpa2(typingctx, accumulator, a_low, a_high, b_low, b_high, weights_l
         return None
 
     def codegen(context, builder, sig, args):
-        shuffle = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_BYTES32, [_BYTES32, _BYTES32]),
-                                                 "llvm.x86.avx2.pshuf.b")
-        total_low, total_high = _halves(builder, args[0])
         word = lambda i: context.cast(builder, args[i], sig.args[i], types.uint64)  # noqa: E731
-        for a, b, weights in ((1, 3, args[5]), (2, 4, args[6])):
-            nibbles = builder.xor(_pair_broadcast(builder, word(a), word(b)), weights)
-            low, high = _halves(builder, nibbles)
-            total_low = builder.add(total_low, builder.call(shuffle, [_NIBBLE_COUNTS, low]))
-            total_high = builder.add(total_high, builder.call(shuffle, [_NIBBLE_COUNTS, high]))
-        return _join(builder, total_low, total_high)
+        return _nibble_add(builder, args[0], builder.xor(_pair_broadcast(builder, word(1), word(3)), args[5]),
+                           builder.xor(_pair_broadcast(builder, word(2), word(4)), args[6]))
 
     return u64x8(accumulator, a_low, a_high, b_low, b_high, weights_low, weights_high), codegen
 
