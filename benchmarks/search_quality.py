@@ -62,11 +62,11 @@ STRATEGIES = {
     "supernet-random": {"sampler": "random", "evaluation": "supernet", "schedule": "none", "reference_neighbours": 0},
     "supernet-tpe": {"sampler": "tpe", "evaluation": "supernet", "schedule": "none", "reference_neighbours": 0},
     "supernet-nsga2": {"sampler": "nsga2", "evaluation": "supernet", "schedule": "none", "reference_neighbours": 0},
-    # Random search whose first trials are the cheaper one-step neighbours of the one small reference
-    # the default space can express (search/neighbours.py); that reference is evaluated in the study
-    # too (it is where the neighbours come from), on the study's own clock.
+    # Random search whose first trials are the cheaper one-step neighbours of the default references
+    # (both lie in the default space; search/neighbours.py); they are evaluated in the study too
+    # (it is where the neighbours come from), on the study's own clock, as the default search does.
     "neighbours-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
-                           "references": ["bireal_small"]},
+                           "references": list(SearchConfig().references)},
 }
 # The keys that name a strategy; `references` only says where the neighbours come from.
 STRATEGY_KEYS = ("sampler", "evaluation", "schedule", "reference_neighbours")

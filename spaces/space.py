@@ -5,7 +5,8 @@ Encoding: a fixed, flat set of categorical parameters, all present in every tria
 `head_bits`, `width_mult` where the space offers more than one value), and per stage `s{i}_block`,
 `s{i}_width`, `s{i}_depth`, `s{i}_kernel`, `s{i}_wbits`, `s{i}_abits`, `s{i}_expansion`, `s{i}_se`,
 `s{i}_groups`, `s{i}_downsample`. A parameter with a single value is a constant and is not sampled;
-a per-stage option is sampled only if some block of the space reads it.
+a per-stage option is sampled only if some block of the space reads it. The last stage may list
+depth 0 among its depths: such a network leaves it out (and its other choices mean nothing).
 
 Why flat and not conditional (e.g. `s0_expansion` only when `s0_block == "mbconv"`): NSGA-II and
 independent TPE sample every parameter on its own, so a conditional parameter's values would be
@@ -42,16 +43,25 @@ class StageChoices(BaseModel):
     def _positive(self) -> StageChoices:
         if min(self.widths) < 1 or max(self.widths) > 4096:
             raise ValueError("widths must lie in 1..4096")
-        if min(self.depths) < 1 or max(self.depths) > 32:
-            raise ValueError("depths must lie in 1..32")
+        if min(self.depths) < 0 or max(self.depths) > 32 or self.depths == (0,):
+            raise ValueError("depths must lie in 0..32 (0: the stage is left out) and include one above 0")
         return self
+
+    @property
+    def optional(self) -> bool:
+        """Whether a network may leave this stage out (depth 0)."""
+        return 0 in self.depths
 
 
 def _default_stages() -> tuple[StageChoices, ...]:
+    # Three stages as in the small hand designs (bireal_small: 16/32/64), and an optional fourth at
+    # 7x7 so that the space also holds the 8-bit MobileNetV2 (16/24/32/64, stride 1 last): a search
+    # starts from both default references' cheaper neighbours (search/neighbours.py).
     return (
         StageChoices(stride=1, widths=(8, 16, 24)),
-        StageChoices(stride=2, widths=(16, 32, 48)),
+        StageChoices(stride=2, widths=(16, 24, 32, 48)),
         StageChoices(stride=2, widths=(32, 48, 64)),
+        StageChoices(stride=1, widths=(48, 64, 96), depths=(0, 1, 2)),
     )
 
 
@@ -70,16 +80,16 @@ class SpaceConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # The default space keeps each trial about as cheap as the walking skeleton's (binary and float
-    # blocks at 3x3); mbconv and 5x5 kernels cost 2-5x more training time per step on a CPU, so
-    # they are opt-in (configs/default.yaml lists them).
-    blocks: tuple[str, ...] = Field(("binary", "float", "reactnet", "dwsep"), min_length=1)
+    # The default space holds both default references (bireal_small, mobilenetv2_int8_small), so a
+    # search starts from their cheaper neighbours. 5x5 kernels cost 2-5x more training time per
+    # step on a CPU and are opt-in (configs/default.yaml lists them).
+    blocks: tuple[str, ...] = Field(("binary", "float", "reactnet", "dwsep", "mbconv"), min_length=1)
     stem_widths: tuple[int, ...] = Field((8, 16), min_length=1)
     stages: tuple[StageChoices, ...] = Field(default_factory=_default_stages, min_length=1, max_length=12)
     kernels: tuple[int, ...] = Field((3,), min_length=1)
     weight_bits: tuple[int, ...] = Field(BIT_WIDTHS, min_length=1)
     activation_bits: tuple[int, ...] = Field(BIT_WIDTHS, min_length=1)
-    expansions: tuple[int, ...] = Field((2, 4), min_length=1)
+    expansions: tuple[int, ...] = Field((1, 2, 4, 6), min_length=1)
     se: tuple[bool, ...] = Field((False,), min_length=1)
     groups: tuple[int, ...] = Field((2, 4), min_length=1)
     downsamples: tuple[str, ...] = Field(("fp",), min_length=1)
@@ -87,9 +97,9 @@ class SpaceConfig(BaseModel):
     stem_kernels: tuple[int, ...] = Field((3,), min_length=1)
     stem_strides: tuple[int, ...] = Field((1,), min_length=1)
     stem_pools: tuple[bool, ...] = Field((False,), min_length=1)
-    stem_bits: tuple[int, ...] = Field((32,), min_length=1)
-    head_widths: tuple[int, ...] = Field((0,), min_length=1)
-    head_bits: tuple[int, ...] = Field((32,), min_length=1)
+    stem_bits: tuple[int, ...] = Field((32, 8), min_length=1)
+    head_widths: tuple[int, ...] = Field((0, 128), min_length=1)
+    head_bits: tuple[int, ...] = Field((32, 8), min_length=1)
     layout: Literal["none", "lce"] = "none"
 
     @field_validator("blocks")
@@ -153,6 +163,13 @@ class SpaceConfig(BaseModel):
     def _every_assignment_decodes(self) -> SpaceConfig:
         if 0 in self.stem_widths:
             raise FieldProblem("stem_widths", "a stem needs at least one channel")
+        # Only the last stage may be left out: a network's stage i is then always the space's stage
+        # i, which the shared weights of a supernet and the neighbours of a reference rely on.
+        for index, stage in enumerate(self.stages[:-1]):
+            if stage.optional:
+                raise FieldProblem(f"stages.{index}.depths", "only the last stage may have depth 0 (be left out)")
+        if len(self.stages) == 1 and self.stages[0].optional:
+            raise FieldProblem("stages.0.depths", "a network needs a stage: the only stage cannot have depth 0")
         uses = {option for block in self.blocks for option in BLOCK_INFO[block].options}
         widths = [sorted({self.scaled(w, m) for w in stage.widths for m in self.width_multipliers})
                   for stage in self.stages]
@@ -225,6 +242,8 @@ class SpaceConfig(BaseModel):
         stages = []
         for index, stage in enumerate(self.stages):
             chosen = {name: value(f"s{index}_{name}", values) for name, values in self._per_stage(stage).items()}
+            if chosen["depth"] == 0:  # an optional last stage left out; its other choices mean nothing
+                continue
             info = BLOCK_INFO[chosen["block"]]
             weight_bits = chosen.get("wbits", info.weight_bits[0])
             activation_bits = chosen.get("abits", info.activation_bits[0])

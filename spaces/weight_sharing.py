@@ -135,7 +135,11 @@ class SharedLayout:
             # Stem, head and classifier: a whole network per global combination (few), its stages smallest.
             glob = {name: values for name, values in space._global().items() if name != "width_mult"}
             smallest = {name: values[0] for name, values in choices.items()}
-            last_widths = sorted({space.scaled(w, m) for w in space.stages[-1].widths for m in space.width_multipliers})
+            # The head and classifier read the last stage a network has: the space's last, or the
+            # one before it where the last is optional.
+            last_stages = space.stages[-2:] if space.stages[-1].optional else space.stages[-1:]
+            last_widths = sorted({space.scaled(w, m) for stage in last_stages for w in stage.widths
+                                  for m in space.width_multipliers})
             for values in itertools.product(*glob.values()):
                 params = {**smallest, **dict(zip(glob, values))}
                 genotype = space.decode(params, **geometry)

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from bitnas.evaluators.engine.compiler import NotCompilable
+from bitnas.evaluators.engine.compiler import NotCompilable, compile_module
+from bitnas.evaluators.engine.native_blocks import simulated_layers
 from bitnas.evaluators.engine.quantized import NativeQuantConv, NativeQuantLinear, fold_batchnorm
 from bitnas.spaces import quantizers as q
 from bitnas.spaces.layers import QuantConv2d, QuantLinear
@@ -279,3 +280,32 @@ def test_depthwise_two_bit_weight_planes_packed_into_one(act, kernel, packed):
     """S + B*T in one accumulation where the sum stays below 2^24; both halves still exact."""
     native = check_conv(build_conv(33, 33, kernel, 1, 33, act, "two_bit_weights", seed=kernel), (9, 8), seed=kernel)
     assert (native.packed_base > 0) == packed
+
+
+@pytest.mark.parametrize("bits,expansion,stride,cin,cout", [
+    (8, 6, 1, 16, 16), (8, 1, 1, 16, 16), (4, 2, 2, 16, 24), (2, 4, 1, 16, 24), (8, 6, 1, 24, 24)])
+def test_an_mbconv_block_runs_as_one_native_chain_equal_to_torch(bits, expansion, stride, cin, cout):
+    from bitnas.evaluators.engine.native_blocks import NativeChainStep
+    from bitnas.spaces.blocks import InvertedResidualBlock
+
+    from test_engine import randomise_trained_state
+
+    torch.manual_seed(cin + cout + expansion)
+    block = randomise_trained_state(InvertedResidualBlock(cin, cout, stride, 3, expansion=expansion, weight_bits=bits,
+                                                          activation_bits=bits), 3)
+    [step] = compile_module(block, "stages.0")
+    assert isinstance(step, NativeChainStep) and step.residual == (stride == 1 and cin == cout)
+    assert len(step.convs) == (2 if expansion == 1 else 3)
+    x = torch.randn(1, cin, 9, 9, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = block(x)[0].permute(1, 2, 0).numpy()
+    got = step(np.ascontiguousarray(x[0].permute(1, 2, 0).numpy()))
+    assert np.allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_an_mbconv_block_with_squeeze_excitation_keeps_its_glue_in_torch():
+    from bitnas.spaces.blocks import InvertedResidualBlock
+
+    [step] = compile_module(InvertedResidualBlock(8, 8, 1, 3, expansion=2, se=True, weight_bits=8, activation_bits=8),
+                            "stages.0")
+    assert step.backend == "engine+torch" and simulated_layers([step]) == []

@@ -15,34 +15,43 @@ GEOMETRY = {"input_size": 28, "in_channels": 1, "num_classes": 10}
 
 def test_a_reference_in_the_space_has_an_assignment_and_one_outside_has_none():
     space = SearchConfig().space
-    bireal = baseline_genotype("bireal_small", **GEOMETRY)
-    params = params_of(space, bireal)
-    assert params is not None and space.decode(params, **GEOMETRY).hash() == bireal.hash()
-    # four stages, an 8-bit stem and a head conv: not in the default space's three stages
-    assert params_of(space, baseline_genotype("mobilenetv2_int8_small", **GEOMETRY)) is None
+    # bireal_small's three stages leave the default space's optional fourth out (depth 0); the
+    # 8-bit MobileNetV2 uses all four, an 8-bit stem and an 8-bit head conv.
+    for name, depth in (("bireal_small", 0), ("mobilenetv2_int8_small", 2)):
+        reference = baseline_genotype(name, **GEOMETRY)
+        params = params_of(space, reference)
+        assert params is not None and space.decode(params, **GEOMETRY).hash() == reference.hash()
+        assert params["s3_depth"] == depth
+    # ReActNet blocks with a stem of 32 channels: the default space offers 8 or 16
+    assert params_of(space, baseline_genotype("reactnet_small", **GEOMETRY)) is None
+    three_stages = SearchConfig(space={"stages": [{"stride": 1, "widths": [16]}, {"stride": 2, "widths": [32]},
+                                                  {"stride": 2, "widths": [64]}]}).space
+    assert params_of(three_stages, baseline_genotype("mobilenetv2_int8_small", **GEOMETRY)) is None
 
 
-def test_neighbours_change_one_parameter_and_cost_no_more_than_the_reference():
+@pytest.mark.parametrize("name", ["bireal_small", "mobilenetv2_int8_small"])
+def test_neighbours_shrink_one_parameter_and_cost_less_than_the_reference(name):
     config = SearchConfig()
-    reference = baseline_genotype("bireal_small", **GEOMETRY)
+    reference = baseline_genotype(name, **GEOMETRY)
     reference_params = params_of(config.space, reference)
     costs = genotype_costs(reference)
     energy, ops = estimate_energy(costs, config.energy_profile).total_uj, costs.ops
-    neighbours = cheaper_neighbours(config.space, "bireal_small", GEOMETRY, config.energy_profile, limit=100)
+    neighbours = cheaper_neighbours(config.space, name, GEOMETRY, config.energy_profile, limit=100)
     assert len(neighbours) >= 4
     assert len({n.change for n in neighbours}) == len(neighbours)
     for neighbour in neighbours:
-        changed = [name for name in reference_params if neighbour.params[name] != reference_params[name]]
+        changed = [param for param in reference_params if neighbour.params[param] != reference_params[param]]
         assert len(changed) == 1 and neighbour.change.startswith(changed[0])
+        # channels, blocks, a stage or the head conv removed; never a bit width or a block kind
+        assert changed[0].split("_")[-1] in ("width", "depth", "expansion")
         genotype = config.space.decode(neighbour.params, **GEOMETRY)
         assert genotype.hash() != reference.hash()
-        assert neighbour.energy_uj <= energy and neighbour.ops <= ops
-        assert neighbour.energy_uj < energy or neighbour.ops < ops
+        assert neighbour.energy_uj <= energy and neighbour.ops < ops
         assert neighbour.energy_uj == pytest.approx(estimate_energy(genotype_costs(genotype), config.energy_profile).total_uj)
     shares = [n.ops / ops for n in neighbours]
     assert shares == sorted(shares, reverse=True)  # the smallest step down first
-    assert cheaper_neighbours(config.space, "bireal_small", GEOMETRY, config.energy_profile, limit=3) == neighbours[:3]
-    assert cheaper_neighbours(config.space, "mobilenetv2_int8_small", GEOMETRY, config.energy_profile, limit=3) == []
+    assert cheaper_neighbours(config.space, name, GEOMETRY, config.energy_profile, limit=3) == neighbours[:3]
+    assert cheaper_neighbours(config.space, "reactnet_small", GEOMETRY, config.energy_profile, limit=3) == []
 
 
 def _study() -> optuna.Study:
@@ -53,15 +62,16 @@ def test_a_new_study_asks_the_neighbours_first_and_a_resumed_one_is_not_seeded_a
     config = SearchConfig(reference_neighbours=3)
     study, said = _study(), []
     chosen = seed_study(study, config, GEOMETRY, said.append)
-    assert len(chosen) == 3 and "bireal_small" in said[0]
+    assert [n.reference for n in chosen] == ["bireal_small"] * 3 + ["mobilenetv2_int8_small"] * 3
+    assert "bireal_small" in said[0] and "mobilenetv2_int8_small" in said[0]
     for neighbour in chosen:
         trial = study.ask()
         params = {name: trial.suggest_categorical(name, choices) for name, choices in config.space.choices().items()}
         assert params == neighbour.params
-        assert trial.user_attrs["neighbour_of"] == "bireal_small"
+        assert trial.user_attrs["neighbour_of"] == neighbour.reference
         assert trial.user_attrs["neighbour_change"] == neighbour.change
         study.tell(trial, [0.5, 1.0, 1.0])
     assert seed_study(study, config, GEOMETRY, said.append) == []  # it has trials: left as it is
     assert seed_study(_study(), SearchConfig(reference_neighbours=0), GEOMETRY, said.append) == []
-    assert seed_study(_study(), SearchConfig(references=["mobilenetv2_int8_small"]), GEOMETRY, said.append) == []
+    assert seed_study(_study(), SearchConfig(references=["reactnet_small"]), GEOMETRY, said.append) == []
     assert len(seed_study(_study(), SearchConfig(trials=2), GEOMETRY, said.append)) == 2  # never more than --trials

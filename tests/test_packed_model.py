@@ -50,7 +50,7 @@ def packed_convs(steps):
 
 # binary: Bi-Real blocks; reactnet: RSign/RPReLU and 9 concatenated 1x1 copies (8 -> 72 channels);
 # xnor: a torch step running its binary convs natively, with a downsampling shortcut; dwsep (W1A1):
-# native depthwise and pointwise steps; mbconv (W1A1): native layers inside a torch step.
+# native depthwise and pointwise steps; mbconv (W1A1): one chain of native convs with its residual.
 @pytest.mark.parametrize("block", ["binary", "reactnet", "xnor", "dwsep", "mbconv"])
 def test_round_trip_is_exact_and_needs_no_pickle(tmp_path, block):
     genotype, model = trained_like_model(block=block)

@@ -119,6 +119,10 @@ def test_arbitrary_text_is_a_genotype_error(text):
     (dict(layout="lce"), r"^space\.stages\.0\.widths: layout 'lce'"),
     (dict(weight_bits=(1, 3)), r"^space\.weight_bits: .*bit width 3"),
     (dict(kernels=(2,)), r"^space\.kernels: .*kernel 2"),
+    (dict(stages=({"widths": (8,), "depths": (0, 1)}, {"widths": (16,)})),
+     r"^space\.stages\.0\.depths: only the last stage may have depth 0"),
+    (dict(stages=({"widths": (8,), "depths": (0, 1)},)), r"^space\.stages\.0\.depths: a network needs a stage"),
+    (dict(stages=({"widths": (8,), "depths": (0,)},)), r"^space\.stages\.0.*include one above 0"),
 ])
 def test_a_space_that_could_decode_to_an_invalid_genotype_is_rejected_when_loaded(changes, message):
     with pytest.raises(ValidationError) as raised:
@@ -132,3 +136,16 @@ def test_default_space_keeps_the_binary_block_and_the_driver_interface():
     choices = space.choices()
     assert {"stem_width", "s0_block", "s0_width", "s0_depth"} <= choices.keys()
     assert space.size() == __import__("math").prod(len(values) for values in choices.values())
+
+
+def test_an_optional_last_stage_at_depth_0_is_left_out_of_the_network():
+    space = SpaceConfig(stages=({"widths": (8,)}, {"stride": 2, "widths": (16,), "depths": (0, 1, 2)}))
+    assert space.choices()["s1_depth"] == [0, 1, 2]
+    params = {name: values[0] for name, values in space.choices().items()}
+    geometry = dict(input_size=28, in_channels=1, num_classes=10)
+    short = space.decode(params, **geometry)
+    assert [stage.width for stage in short.stages] == [8]
+    # the left-out stage's other choices do not change the network
+    other = {**params, "s1_block": space.blocks[-1], "s1_width": 16}
+    assert space.decode(other, **geometry).hash() == short.hash()
+    assert [stage.width for stage in space.decode({**params, "s1_depth": 2}, **geometry).stages] == [8, 16]

@@ -3,10 +3,11 @@
 Two ways a block's quantized convs run natively (`quantized.NativeQuantConv`: popcount, int8 GEMM
 or direct integer kernels):
 - fused: the block becomes a chain of native steps whose epilogues carry its BatchNorm, ReLU and
-  residual (`dwsep`, a quantized stem, the quantized head conv): nothing runs in torch;
+  residual (`dwsep`, `mbconv` without squeeze-excitation, a quantized stem, the quantized head
+  conv): nothing runs in torch;
 - hybrid: a copy of the block runs its own forward in torch with every quantized conv and linear
   replaced by its native executor (every other block: xnor, quicknet, melius, binary_dense,
-  mbconv, shuffle, a reactnet at 2-8 bits, quantized shortcuts). torch then computes only the
+  mbconv with squeeze-excitation, shuffle, a reactnet at 2-8 bits, quantized shortcuts). torch then computes only the
   genuine full-precision glue (BatchNorm, activations, pooling, concatenation, additions).
 
 A layer with a full-precision operand (W32Ax or WxA32) is a genuine fp32 layer and stays in torch.
@@ -151,6 +152,43 @@ def _dwsep(block: nn.Module, name: str) -> list:
                            layer=NativeQuantConv.from_module(block.pointwise, batchnorm=block.bn2, clamp="relu"))]
 
 
+@dataclasses.dataclass
+class NativeChainStep:
+    """Native convs run one after another, the last given the chain's input as its residual where
+    `residual` is set: an inverted residual block (expand -> depthwise -> project, + x) with each
+    conv's BatchNorm and ReLU6 in its epilogue, so no torch runs between them."""
+
+    name: str
+    convs: list[NativeConvStep]
+    residual: bool
+    backend: str = "engine"
+    reason: str = ""
+
+    def parts(self) -> list[NativeConvStep]:
+        return self.convs
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        value = x
+        for conv in self.convs[:-1]:
+            value = conv.layer(value)
+        return self.convs[-1].layer(value, x if self.residual else None)
+
+
+def _inverted_residual(block: nn.Module, name: str) -> list:
+    """An mbconv block as one chain of native convs; with squeeze-excitation, or an fp32 operand,
+    it runs in torch (hybrid)."""
+    layers = list(block.body)
+    convs = [(index, layer) for index, layer in enumerate(layers) if isinstance(layer, nn.Conv2d)]
+    if len(layers) != 3 * len(convs) - 1 or not all(is_quantized_layer(conv) for _, conv in convs):
+        return [hybrid_step(block, name)]  # squeeze-excitation between the convs, or fp32 operands
+    steps = []
+    for number, (index, conv) in enumerate(convs):
+        last = number == len(convs) - 1
+        steps.append(NativeConvStep(name=f"{name}.body.{index}", layer=NativeQuantConv.from_module(
+            conv, batchnorm=layers[index + 1], clamp=None if last else "relu6")))
+    return [NativeChainStep(name=name, convs=steps, residual=block.residual)]
+
+
 def stem_steps(stem: nn.Sequential) -> list:
     """The stem natively: a quantized conv with its BatchNorm fused (a max pool after it in torch), or an
     fp32 conv and its BatchNorm (a stem with a max pool then runs in torch)."""
@@ -186,12 +224,12 @@ def register() -> None:
 
     register_compiler(QuantConv2d)(_quant_conv)
     register_compiler(blocks.DepthwiseSeparableBlock)(_dwsep)
-    for cls in (blocks.XnorBlock, blocks.QuickNetBlock, blocks.BinaryDenseBlock, blocks.InvertedResidualBlock,
-                blocks.ShuffleBlock):
+    register_compiler(blocks.InvertedResidualBlock)(_inverted_residual)
+    for cls in (blocks.XnorBlock, blocks.QuickNetBlock, blocks.BinaryDenseBlock, blocks.ShuffleBlock):
         register_compiler(cls)(_hybrid_block)
 
 
 register()
 
-__all__ = ["NativeConv", "NativeConvStep", "NativeLinear", "head_steps", "hybrid_step", "is_quantized_layer",
+__all__ = ["NativeChainStep", "NativeConv", "NativeConvStep", "NativeLinear", "head_steps", "hybrid_step", "is_quantized_layer",
            "simulated_layers", "stem_steps", "with_native_layers"]

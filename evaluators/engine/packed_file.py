@@ -22,11 +22,13 @@ from bitnas.errors import UserError
 from bitnas.spaces.budget import check_budget
 
 from .compiler import EngineModel, compile_model
-from .native_blocks import NativeConv, NativeConvStep, NativeLinear
+from .native_blocks import NativeChainStep, NativeConv, NativeConvStep, NativeLinear
 from .ops import BinaryConvStep, ReActStep, TorchStep
 
 # Version 2 adds the native quantized layers (2/4/8-bit); a version-1 file holds none, so it reads the same.
-FORMAT, VERSION, READS = "bitnas-packed-engine", 2, (1, 2)
+# Version 3 runs a quantized mbconv block as one chain of native convs (type "chain"); a version-2 file
+# reads the same unless it holds such a block (then it says to export again).
+FORMAT, VERSION, READS = "bitnas-packed-engine", 3, (1, 2, 3)
 # Keys of a step's native layers: `s3!native.<module path>.<field>`. A step's torch tensors sit under
 # `s3.`, which no native key extends, so each loader sees only its own keys.
 NATIVE = "!native."
@@ -99,8 +101,8 @@ def _save_step(step, prefix: str, arrays: dict[str, np.ndarray]) -> dict:
     if isinstance(step, TorchStep):
         arrays.update(_module_arrays(prefix, step.module))
         return {"type": "torch", "name": step.name, "backend": step.backend, "reason": step.reason}
-    if isinstance(step, ReActStep):
-        return {"type": "react", "name": step.name,
+    if isinstance(step, (ReActStep, NativeChainStep)):
+        return {"type": "react" if isinstance(step, ReActStep) else "chain", "name": step.name,
                 "parts": [_save_step(part, f"{prefix}{i}.", arrays) for i, part in enumerate(step.parts())]}
     raise PackedFileError(f"engine step {getattr(step, 'name', '?')!r} of type {type(step).__name__} cannot be saved")
 
@@ -213,7 +215,11 @@ def _load_module(module: torch.nn.Module, prefix: str, archive, path: Path) -> N
 
 def _load_step(step, stored: dict, prefix: str, archive, path: Path) -> None:
     """Overwrite the numbers of `step` (compiled here from the genotype) with the stored ones."""
-    kinds = {"binary": BinaryConvStep, "torch": TorchStep, "react": ReActStep, "native": NativeConvStep}
+    kinds = {"binary": BinaryConvStep, "torch": TorchStep, "react": ReActStep, "native": NativeConvStep,
+             "chain": NativeChainStep}
+    if isinstance(step, NativeChainStep) and stored.get("type") == "torch":
+        raise PackedFileError(f"{path}: step {step.name} was written by a bitnas that ran quantized mbconv "
+                              f"blocks in torch; export the model again")
     if not isinstance(step, kinds.get(stored.get("type"), ())):
         raise PackedFileError(f"{path}: step {step.name} is {stored.get('type')!r} in the file but "
                               f"{type(step).__name__} in this bitnas")
@@ -234,7 +240,8 @@ def _load_step(step, stored: dict, prefix: str, archive, path: Path) -> None:
                                   f"{len(parts)} here")
         for i, (part, stored_part) in enumerate(zip(parts, stored["parts"])):
             _load_step(part, stored_part, f"{prefix}{i}.", archive, path)
-        step.numbers_loaded()
+        if isinstance(step, ReActStep):
+            step.numbers_loaded()
 
 
 def load_packed(path: Path) -> tuple[EngineModel, dict]:
