@@ -43,6 +43,7 @@ from .objectives import objectives_for
 from .ray_runtime import RayRuntime
 from .references import record_reference, references_to_evaluate
 from .finalists import choose_finalists
+from .latency_check import check_against_references
 from .report import FINAL
 from .scheduling import AshaPlan
 from .requests import REFERENCE_SEED_BASE, data_options, eval_request, teacher_spec
@@ -514,6 +515,11 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
                         f"{config.final_training.epochs:g} epoch(s), the references' budget")
                     loop.start_finalists(chosen)
                     loop.run(runtime, remote_evaluate, interrupts)
+                if not (loop.failures > config.max_failures or loop.ray_died):
+                    # The workers are idle now: time the closest trials against the references they
+                    # do not beat on single measurements (search/latency_check.py).
+                    frame, _ = views.refresh()
+                    check_against_references(study, config, objectives, views.references, frame, geometry, out)
         except KeyboardInterrupt:
             interrupted = True
             out(f"\ninterrupted: stopping {loop.in_flight()} running trial(s); every completed trial is kept")

@@ -17,6 +17,7 @@ import pandas as pd
 from bitnas.spaces import Genotype
 from bitnas.spaces.baselines import baseline_genotype
 
+from .latency_check import recorded_checks, side_by_side_winners
 from .objectives import Objective
 from .pareto import dominates
 from .tracking import StudyTracker
@@ -50,18 +51,26 @@ def record_reference(study: optuna.Study, tracker: StudyTracker, name: str, geno
 
 
 def reference_frame(study: optuna.Study, objectives: list[Objective], trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per evaluated reference: its objectives, costs, and the feasible searched trials
-    that dominate it (`dominated_by`)."""
+    """One row per evaluated reference: its objectives, costs, the feasible searched trials that
+    dominate it (`dominated_by`), and where none does on the single measurements, the trials timed
+    against it side by side (`side_by_side`: trial -> latency ratio) and those that then dominate
+    it (`dominated_side_by_side`)."""
     rows = []
     candidates = trials[trials["feasible"] & trials["duplicate_of"].isna()] if len(trials) else trials
+    checks = recorded_checks(study)  # latencies timed side by side at the end (search/latency_check.py)
     for name, record in sorted(recorded_references(study).items()):
         metrics = record["metrics"]
         point = [metrics[o.metric] for o in objectives]
         mine = [o.minimised(v) for o, v in zip(objectives, point)]
         beaten_by = [int(trial) for trial, *values in candidates[["trial", *[o.name for o in objectives]]].itertuples(index=False)
                      if dominates([o.minimised(v) for o, v in zip(objectives, values)], mine)]
-        rows.append({"reference": name, **{o.name: v for o, v in zip(objectives, point)},
-                     "params": metrics.get("params"), "size_kb": metrics.get("size_kb"), "ops": metrics.get("ops"),
-                     "dominated_by": beaten_by, "genotype": record["genotype_short"]})
+        row = {"reference": name, **{o.name: v for o, v in zip(objectives, point)},
+               "params": metrics.get("params"), "size_kb": metrics.get("size_kb"), "ops": metrics.get("ops"),
+               "dominated_by": beaten_by, "genotype": record["genotype_short"]}
+        checked = checks.get(name, {})
+        row["side_by_side"] = checked
+        row["dominated_side_by_side"] = [] if beaten_by else [
+            trial for trial, _ in side_by_side_winners(pd.Series(row), checked, candidates, objectives)]
+        rows.append(row)
     return pd.DataFrame(rows, columns=["reference", *[o.name for o in objectives], "params", "size_kb", "ops",
-                                       "dominated_by", "genotype"])
+                                       "dominated_by", "side_by_side", "dominated_side_by_side", "genotype"])

@@ -95,6 +95,20 @@ def format_table(frame: pd.DataFrame, objectives: list[Objective]) -> str:
     return table.to_string(index=False, formatters={c: f for c, f in formats.items() if c in columns})
 
 
+def _side_by_side_verdict(row: pd.Series) -> str:
+    """For a reference no trial dominates on the single measurements: what timing the closest
+    trials against it side by side found (search/latency_check.py)."""
+    checked = row.get("side_by_side") or {}
+    if not checked:
+        return "not dominated by any trial"
+    ratios = ", ".join(f"trial {trial} {ratio:.2f}x" for trial, ratio in sorted(checked.items()))
+    winners = row.get("dominated_side_by_side") or []
+    if winners:
+        return (f"dominated by trial{'s' if len(winners) > 1 else ''} {', '.join(map(str, winners))} with latency "
+                f"timed side by side (latency against this reference: {ratios})")
+    return f"not dominated by any trial (latency timed side by side: {ratios})"
+
+
 def reference_lines(references: pd.DataFrame, objectives: list[Objective]) -> list[str]:
     """The reference architectures, each with the searched trials that dominate it."""
     if references.empty:
@@ -104,6 +118,6 @@ def reference_lines(references: pd.DataFrame, objectives: list[Objective]) -> li
         shown = "  ".join(f"{o.name} {row[o.name]:.4g}" for o in objectives)
         beaten = row["dominated_by"]
         verdict = (f"dominated by trial{'s' if len(beaten) > 1 else ''} {', '.join(map(str, beaten[:5]))}"
-                   f"{' ...' if len(beaten) > 5 else ''}" if beaten else "not dominated by any trial")
+                   f"{' ...' if len(beaten) > 5 else ''}" if beaten else _side_by_side_verdict(row))
         lines.append(f"  {row['reference']:<22} {shown}  {verdict}")
     return lines + [""]

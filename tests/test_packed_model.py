@@ -80,6 +80,19 @@ def test_round_trip_is_exact_and_needs_no_pickle(tmp_path, block):
             numba.set_num_threads(previous)
 
 
+def test_a_file_whose_mbconv_ran_in_torch_asks_for_a_new_export(tmp_path):
+    # Before version 3 a quantized mbconv block was saved as a torch step around its native convs.
+    from bitnas.evaluators.engine.native_blocks import NativeChainStep, hybrid_step
+
+    genotype, model = trained_like_model(block="mbconv")
+    engine = compile_model(model, (1, 8, 8))
+    engine.steps = [hybrid_step(model.get_submodule(step.name), step.name) if isinstance(step, NativeChainStep)
+                    else step for step in engine.steps]
+    path = save_packed(engine, genotype, tmp_path / "old.bitnas.npz")
+    with pytest.raises(PackedFileError, match=r"ran quantized mbconv blocks in torch; export the model again"):
+        load_packed(path)
+
+
 def test_corrupt_or_foreign_files_are_one_clear_error(tmp_path):
     genotype, model = trained_like_model()
     good = save_packed(compile_model(model, (1, 8, 8)), genotype, tmp_path / "m.npz")

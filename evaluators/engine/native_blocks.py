@@ -7,8 +7,9 @@ or direct integer kernels):
   conv): nothing runs in torch;
 - hybrid: a copy of the block runs its own forward in torch with every quantized conv and linear
   replaced by its native executor (every other block: xnor, quicknet, melius, binary_dense,
-  mbconv with squeeze-excitation, shuffle, a reactnet at 2-8 bits, quantized shortcuts). torch then computes only the
-  genuine full-precision glue (BatchNorm, activations, pooling, concatenation, additions).
+  mbconv with squeeze-excitation, shuffle, a reactnet at 2-8 bits, quantized shortcuts). torch
+  then computes only the genuine full-precision glue (BatchNorm, activations, pooling,
+  concatenation, additions).
 
 A layer with a full-precision operand (W32Ax or WxA32) is a genuine fp32 layer and stays in torch.
 A quantized layer left in torch would be an fp32 *simulation*: `simulated_layers` finds those in
@@ -178,14 +179,17 @@ def _inverted_residual(block: nn.Module, name: str) -> list:
     """An mbconv block as one chain of native convs; with squeeze-excitation, or an fp32 operand,
     it runs in torch (hybrid)."""
     layers = list(block.body)
-    convs = [(index, layer) for index, layer in enumerate(layers) if isinstance(layer, nn.Conv2d)]
-    if len(layers) != 3 * len(convs) - 1 or not all(is_quantized_layer(conv) for _, conv in convs):
-        return [hybrid_step(block, name)]  # squeeze-excitation between the convs, or fp32 operands
-    steps = []
-    for number, (index, conv) in enumerate(convs):
-        last = number == len(convs) - 1
-        steps.append(NativeConvStep(name=f"{name}.body.{index}", layer=NativeQuantConv.from_module(
-            conv, batchnorm=layers[index + 1], clamp=None if last else "relu6")))
+    # conv, BN, ReLU6 per conv, the last without its ReLU6 (linear bottleneck); anything else in
+    # between (squeeze-excitation) keeps the block hybrid.
+    triples = [layers[index:index + 3] for index in range(0, len(layers), 3)]
+    chain = len(layers) % 3 == 2 and all(
+        is_quantized_layer(part[0]) and isinstance(part[1], nn.BatchNorm2d)
+        and (len(part) == 2 or isinstance(part[2], nn.ReLU6)) for part in triples)
+    if not chain:
+        return [hybrid_step(block, name)]
+    steps = [NativeConvStep(name=f"{name}.body.{3 * number}", layer=NativeQuantConv.from_module(
+                 part[0], batchnorm=part[1], clamp="relu6" if len(part) == 3 else None))
+             for number, part in enumerate(triples)]
     return [NativeChainStep(name=name, convs=steps, residual=block.residual)]
 
 
@@ -231,5 +235,5 @@ def register() -> None:
 
 register()
 
-__all__ = ["NativeChainStep", "NativeConv", "NativeConvStep", "NativeLinear", "head_steps", "hybrid_step", "is_quantized_layer",
-           "simulated_layers", "stem_steps", "with_native_layers"]
+__all__ = ["NativeChainStep", "NativeConv", "NativeConvStep", "NativeLinear", "head_steps", "hybrid_step",
+           "is_quantized_layer", "simulated_layers", "stem_steps", "with_native_layers"]
