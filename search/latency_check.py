@@ -69,31 +69,40 @@ def check_against_references(study: optuna.Study, config: SearchConfig, objectiv
                              references: pd.DataFrame, trials: pd.DataFrame, geometry: dict,
                              out: Callable[[str], None]) -> dict[str, dict[int, float]]:
     """Time each reference against its candidates (module docstring), record and return the ratios."""
-    from bitnas.evaluators.latency import measure_latency
-    from bitnas.spaces import Genotype, build_model
+    from bitnas.spaces import Genotype
     from bitnas.spaces.baselines import baseline_genotype
 
     chosen = candidates(references, trials, objectives)
     if not applies(config, objectives) or not chosen:
         return {}
-    shape = (geometry["in_channels"], geometry["input_size"], geometry["input_size"])
     numbers = {t.number: t for t in study.get_trials(deepcopy=False)}
     checks = {}
     for name, trial_numbers in chosen.items():
         out(f"latency side by side: {name} against trial(s) {', '.join(map(str, trial_numbers))} "
             f"({ROUNDS} alternating rounds)")
-        networks = [build_model(baseline_genotype(name, **geometry))]
-        networks += [build_model(Genotype.from_dict(numbers[n].user_attrs["genotype"])) for n in trial_numbers]
-        rounds = []
-        for number in range(ROUNDS):
-            # every other round in reverse order, so that no network always runs first (or last)
-            order = list(range(len(networks)))[::-1 if number % 2 else 1]
-            timed = {index: measure_latency(networks[index], shape, config.latency).median_ms for index in order}
-            rounds.append([timed[index] for index in range(len(networks))])
-        ratios = {n: statistics.median(row[i + 1] / row[0] for row in rounds) for i, n in enumerate(trial_numbers)}
-        study.set_user_attr(PREFIX + name, {str(n): ratio for n, ratio in ratios.items()})
-        checks[name] = ratios
+        ratios = latency_ratios(baseline_genotype(name, **geometry),
+                                [Genotype.from_dict(numbers[n].user_attrs["genotype"]) for n in trial_numbers],
+                                config.latency)
+        checks[name] = dict(zip(trial_numbers, ratios))
+        study.set_user_attr(PREFIX + name, {str(n): ratio for n, ratio in checks[name].items()})
     return checks
+
+
+def latency_ratios(reference, genotypes: list, latency) -> list[float]:
+    """Each genotype's latency over the reference's, timed in ROUNDS alternating rounds on the
+    search's protocol (`latency`: a LatencyConfig), the median of the per-round ratios."""
+    from bitnas.evaluators.latency import measure_latency
+    from bitnas.spaces import build_model
+
+    shape = (reference.in_channels, reference.input_size, reference.input_size)
+    networks = [build_model(genotype) for genotype in (reference, *genotypes)]
+    rounds = []
+    for number in range(ROUNDS):
+        # every other round in reverse order, so that no network always runs first (or last)
+        order = list(range(len(networks)))[::-1 if number % 2 else 1]
+        timed = {index: measure_latency(networks[index], shape, latency).median_ms for index in order}
+        rounds.append([timed[index] for index in range(len(networks))])
+    return [statistics.median(row[i] / row[0] for row in rounds) for i in range(1, len(networks))]
 
 
 def side_by_side_winners(reference: pd.Series, checks: dict[int, float], trials: pd.DataFrame,
@@ -116,4 +125,5 @@ def side_by_side_winners(reference: pd.Series, checks: dict[int, float], trials:
     return winners
 
 
-__all__ = ["applies", "candidates", "check_against_references", "recorded_checks", "side_by_side_winners"]
+__all__ = ["applies", "candidates", "check_against_references", "latency_ratios", "recorded_checks",
+           "side_by_side_winners"]
