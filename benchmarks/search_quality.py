@@ -102,6 +102,12 @@ def reference_points(folder: Path, objectives, config: SearchConfig) -> dict[str
     return points
 
 
+def load_quality_study(results: Path) -> optuna.Study:
+    """The study a benchmark run of `bitnas search` left in `results`."""
+    return optuna.load_study(study_name="quality", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(results / "optuna.journal"))))
+
+
 def run_study(folder: Path, strategy: str, seed: int, minutes: float, objectives, config: SearchConfig) -> dict:
     """One study, or its row from an earlier run of the benchmark."""
     results = folder / f"{strategy}-{seed}"
@@ -125,8 +131,7 @@ def run_study(folder: Path, strategy: str, seed: int, minutes: float, objectives
     if done.returncode != 0:
         sys.exit(f"{strategy} seed {seed} failed (exit {done.returncode}); see {results / 'search.log'}:\n"
                  + (results / "search.log").read_text()[-2000:])
-    study = optuna.load_study(study_name="quality", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(results / "optuna.journal"))))
+    study = load_quality_study(results)
     frame = trials_frame(study, objectives)
     front = frame[frame["pareto"]]
     row = {"strategy": strategy, "seed": seed, "minutes": minutes, "trials": int((frame["fidelity"] != "final").sum()),
@@ -161,8 +166,7 @@ def dominated_side_by_side(folder: Path, row: dict, references: dict[str, list[f
     path = results / "side_by_side.json"
     if path.exists():
         return json.loads(path.read_text())
-    study = optuna.load_study(study_name="quality", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(results / "optuna.journal"))))
+    study = load_quality_study(results)
     frame = trials_frame(study, objectives)
     front = frame[frame["pareto"]]
     undominated = [name for name in references if name not in row["dominated"]]

@@ -311,7 +311,19 @@ def measure_side_by_side(first: nn.Module, second: nn.Module, input_shape: tuple
                          config: LatencyConfig, rounds: int) -> list[tuple[LatencyMeasurement, LatencyMeasurement]]:
     """Both networks measured in turn, `rounds` times: a 2-core VM's speed swings by up to 1.7x
     within minutes, so a comparison takes its two figures side by side (pruned against unpruned:
-    benchmarks/pruning.py, `bitnas export --prune`). Random inputs are drawn on a forked RNG."""
+    benchmarks/pruning.py, `bitnas export --prune`)."""
+    return [tuple(pair) for pair in measure_in_turn([first, second], input_shape, config, rounds)]
+
+
+def measure_in_turn(models: list[nn.Module], input_shape: tuple[int, int, int], config: LatencyConfig, rounds: int,
+                    *, alternate: bool = False) -> list[list[LatencyMeasurement]]:
+    """Every model measured once per round, `rounds` times; per round the measurements in the
+    models' order. `alternate` runs every other round in reverse order, so that no model always
+    runs first (or last). Random inputs are drawn on a forked RNG."""
+    results = []
     with torch.random.fork_rng():
-        return [(measure_latency(first, input_shape, config), measure_latency(second, input_shape, config))
-                for _ in range(rounds)]
+        for number in range(rounds):
+            order = list(range(len(models)))[::-1 if alternate and number % 2 else 1]
+            measured = {index: measure_latency(models[index], input_shape, config) for index in order}
+            results.append([measured[index] for index in range(len(models))])
+    return results

@@ -41,10 +41,10 @@ from .lease import DriverLease
 from .neighbours import seed_study
 from .objectives import objectives_for
 from .ray_runtime import RayRuntime
-from .references import record_reference, references_to_evaluate
+from .references import record_reference, reference_frame, references_to_evaluate
 from .finalists import choose_finalists
 from .latency_check import check_against_references
-from .report import FINAL
+from .report import FINAL, trials_frame
 from .scheduling import AshaPlan
 from .requests import REFERENCE_SEED_BASE, data_options, eval_request, teacher_spec
 from .services import check_ray_address, check_tracking_uri
@@ -518,8 +518,9 @@ def run_search(config: SearchConfig, out: Callable[[str], None] = print) -> Sear
                 if not (loop.failures > config.max_failures or loop.ray_died):
                     # The workers are idle now: time the closest trials against the references they
                     # do not beat on single measurements (search/latency_check.py).
-                    frame, _ = views.refresh()
-                    check_against_references(study, config, objectives, views.references, frame, geometry, out)
+                    frame = trials_frame(study, objectives)
+                    check_against_references(study, config, objectives, reference_frame(study, objectives, frame),
+                                             frame, geometry, out)
         except KeyboardInterrupt:
             interrupted = True
             out(f"\ninterrupted: stopping {loop.in_flight()} running trial(s); every completed trial is kept")

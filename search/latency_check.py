@@ -7,8 +7,9 @@ the few percent that separate a reference from its cheaper neighbours: 20 measur
 side each of its cheaper neighbours ran 4-19% faster. So a trial that is at least as accurate and
 as frugal as a reference, and whose single measurement is within `WITHIN` of the reference's, is
 timed again against it at the end of the search: alternating, `ROUNDS` times, on the search's own
-protocol (`measure_latency`), and the median of the per-round ratios decides. This is the
-`measure_side_by_side` protocol that pruning's before/after comparison uses.
+protocol (`measure_latency`, in turn as `measure_in_turn` runs them, the order reversed every other
+round), and the median of the per-round ratios decides: the protocol of pruning's before/after
+comparison (`measure_side_by_side`), for more than two networks.
 
 The trial's own figures are never changed (its latency stays its one measurement, as every other
 trial's); the verdict is kept in the study (user attribute `latency_check:<reference>`: trial ->
@@ -72,9 +73,9 @@ def check_against_references(study: optuna.Study, config: SearchConfig, objectiv
     from bitnas.spaces import Genotype
     from bitnas.spaces.baselines import baseline_genotype
 
-    chosen = candidates(references, trials, objectives)
-    if not applies(config, objectives) or not chosen:
+    if not applies(config, objectives):
         return {}
+    chosen = candidates(references, trials, objectives)
     numbers = {t.number: t for t in study.get_trials(deepcopy=False)}
     checks = {}
     for name, trial_numbers in chosen.items():
@@ -91,18 +92,13 @@ def check_against_references(study: optuna.Study, config: SearchConfig, objectiv
 def latency_ratios(reference, genotypes: list, latency) -> list[float]:
     """Each genotype's latency over the reference's, timed in ROUNDS alternating rounds on the
     search's protocol (`latency`: a LatencyConfig), the median of the per-round ratios."""
-    from bitnas.evaluators.latency import measure_latency
+    from bitnas.evaluators.latency import measure_in_turn
     from bitnas.spaces import build_model
 
     shape = (reference.in_channels, reference.input_size, reference.input_size)
     networks = [build_model(genotype) for genotype in (reference, *genotypes)]
-    rounds = []
-    for number in range(ROUNDS):
-        # every other round in reverse order, so that no network always runs first (or last)
-        order = list(range(len(networks)))[::-1 if number % 2 else 1]
-        timed = {index: measure_latency(networks[index], shape, latency).median_ms for index in order}
-        rounds.append([timed[index] for index in range(len(networks))])
-    return [statistics.median(row[i] / row[0] for row in rounds) for i in range(1, len(networks))]
+    rounds = measure_in_turn(networks, shape, latency, ROUNDS, alternate=True)
+    return [statistics.median(row[i].median_ms / row[0].median_ms for row in rounds) for i in range(1, len(networks))]
 
 
 def side_by_side_winners(reference: pd.Series, checks: dict[int, float], trials: pd.DataFrame,
