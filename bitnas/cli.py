@@ -79,9 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "output channels, then fine-tune")
     export.add_argument("--prune-epochs", type=_number, metavar="N", help="with --prune: fine-tune for N epochs "
                                                                           "(default: a third of --epochs, else 2)")
-    export.add_argument("--prune-criterion", choices=("bn", "l1"), help="with --prune: channel importance, BatchNorm "
-                                                                         "|gamma| (bn, the default) or L1 of the conv's "
-                                                                         "latent weights (l1)")
+    export.add_argument("--prune-criterion", choices=("l1", "bn"), help="with --prune: channel importance, L1 of the "
+                                                                         "conv's latent weights (l1, the default) or "
+                                                                         "BatchNorm |gamma| (bn)")
     export.add_argument("--register", metavar="NAME", help="register the export in the MLflow model registry as NAME")
     export.add_argument("--tracking-uri", help="the study's MLflow tracking server, if it is not <results>/mlflow.db")
     export.add_argument("--storage", help="Optuna RDB URL the study lives in (default: the results directory's journal)")
@@ -160,7 +160,7 @@ def _export(args: argparse.Namespace) -> int:
     options = ExportOptions(selection=Selection(trial=args.trial, best=args.best, budgets=budgets), epochs=args.epochs,
                             distill=args.distill, register=args.register, tracking_uri=args.tracking_uri,
                             prune=args.prune, prune_epochs=args.prune_epochs,
-                            prune_criterion=args.prune_criterion or "bn")
+                            **({"prune_criterion": args.prune_criterion} if args.prune_criterion else {}))
 
     def report(directory: Path) -> None:  # each trial as it is written: a long retraining shows progress
         note = f"  (registered as {args.register})" if (directory / "registered.json").is_file() else ""

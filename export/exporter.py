@@ -32,6 +32,7 @@ from bitnas.search.studies import StudyArchive
 from bitnas.search.tracking import TrialArtifacts
 from bitnas.spaces import Genotype, build_model
 from bitnas.spaces.budget import check_budget
+from bitnas.spaces.pruning import DEFAULT_CRITERION
 
 from .agreement import Agreement, compare_logits
 from .model_card import write_model_card
@@ -65,7 +66,7 @@ class ExportOptions:
     tracking_uri: str | None = None       # the study's MLflow store, when not <results>/mlflow.db
     prune: float | None = None            # remove this share of every stage's channels, then fine-tune
     prune_epochs: float | None = None     # ... for this long (default: a third of `epochs`, else 2)
-    prune_criterion: str = "bn"           # channel importance: "bn" (|gamma|) or "l1" (latent kernel rows)
+    prune_criterion: str = DEFAULT_CRITERION  # channel importance: "l1" (latent kernel rows) or "bn" (|gamma|)
 
     @property
     def fine_tune_epochs(self) -> float:
