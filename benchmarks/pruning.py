@@ -9,9 +9,9 @@ binary one found (benchmarks/recipe.py): `reactnet_small` (spaces/baselines.py) 
 32 and stages 64/128/256, which reaches the recipe's accuracy (0.967 test after 15 epochs without a
 teacher, 0.972 distilled for 24) and is wide enough at 28x28 for pruning to shorten its convs:
 `--wide 1` prunes reactnet_small itself, whose 28x28 convs gain little from it (at 16-32
-channels a conv costs mostly per-pixel work that does not shrink with the outputs). ReActNet's widths double by its
-duplicated 1x1 convs, so pruning keeps the same share of the stem's channels all through the
-network. Writes results/bench/pruning.csv for `--wide 1`, pruning_wide<F>.csv otherwise
+channels a conv costs mostly per-pixel work that does not shrink with the outputs). ReActNet's
+widths double by its duplicated 1x1 convs, so pruning keeps the same share of the stem's channels
+all through the network. Writes results/bench/pruning.csv for `--wide 1`, pruning_wide<F>.csv otherwise
 (`--quick`: pruning_quick..., rough figures from a short training).
 
     python benchmarks/pruning.py [--net reactnet_small] [--wide 2] [--epochs 15] [--ratios 0.25 0.5] [--quick] [--json]
@@ -82,9 +82,10 @@ def main() -> None:
     data = load_dataset("mnist5k", args.seed)
     genotype = small_baselines(input_size=data.input_size, in_channels=data.in_channels,
                                num_classes=data.num_classes)[args.net]
-    label = args.net if args.wide == 1 else f"{args.net} x{args.wide:g}"
+    label, suffix = args.net, ""  # the row's network and the CSV's name
     if args.wide != 1:
         genotype = widened(genotype, args.wide)
+        label, suffix = f"{args.net} x{args.wide:g}", f"_wide{args.wide:g}"
     teacher = None
     if args.distill:
         with tempfile.TemporaryDirectory() as scratch:
@@ -139,7 +140,7 @@ def main() -> None:
                   + (f" fine-tuned {row['test_acc_fine_tuned']:.4f}, {row['size_kb_after']:.1f} KiB, latency "
                      f"{row['latency_ms_after']:.3f} ms ({row['latency_ratio']:.2f}x)" if row["latency_ratio"] else ""),
                   flush=True)
-    name = ("pruning_quick" if args.quick else "pruning") + (f"_wide{args.wide:g}" if args.wide != 1 else "") + ".csv"
+    name = ("pruning_quick" if args.quick else "pruning") + suffix + ".csv"
     write_csv(OUT / name, rows)
     print(f"\n{'ratio':>5} {'crit':<4} {'acc':>7} {'pruned':>7} {'recal':>7} {'tuned':>7} {'KiB':>7} {'ms':>13} {'speedup':>7}")
     for row in rows:

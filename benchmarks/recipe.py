@@ -129,6 +129,11 @@ def job(case: str, genotype: Genotype, levers: tuple[str, ...], base: TrainingCo
             "keep": str(Path(teacher_dir) / f"{'_'.join([case.strip('+'), *levers]).replace(' ', '_')}.pt")}
 
 
+def pair_of(pool, genotype: Genotype, levers: tuple[str, ...], base: TrainingConfig, args, teacher_dir: str):
+    """Start the run of two levers together (its case named after both)."""
+    return pool.apply_async(run, (job("+" + " +".join(levers), genotype, levers, base, args, teacher_dir),))
+
+
 def twin_of(pool, genotype: Genotype, levers: tuple[str, ...], base: TrainingConfig, args, teacher_dir: str):
     """Start the float twin of `levers`: the topology levers applied, then fp32, with the schedule levers."""
     twin_genotype, _ = with_levers(genotype, tuple(lever for lever in levers if lever in ("stem8", "wide")), base)
@@ -176,8 +181,7 @@ def main() -> None:
                 # of all, start at once instead of after the ablation, where they were a serial
                 # tail of 12 minutes with one core half idle. Another pair, should the ablation
                 # pick one, trains after it as before.
-                speculative["pair"] = pool.apply_async(run, (job("+" + " +".join(LONG_LEVERS), genotype, LONG_LEVERS,
-                                                                 base, args, teacher_dir),))
+                speculative["pair"] = pair_of(pool, genotype, LONG_LEVERS, base, args, teacher_dir)
                 speculative["twin"] = twin_of(pool, genotype, LONG_LEVERS, base, args, teacher_dir)
             # Every run that needs no teacher is queued at once, the longest first (`longer` and
             # `wide` train about twice as long), so neither core idles while the teacher trains
@@ -215,8 +219,7 @@ def main() -> None:
                 if pair == LONG_LEVERS:
                     pair_async, twins[pair] = speculative["pair"], speculative["twin"]
                 else:
-                    pair_async = pool.apply_async(run, (job("+" + " +".join(pair), genotype, pair, base, args,
-                                                            teacher_dir),))
+                    pair_async = pair_of(pool, genotype, pair, base, args, teacher_dir)
                     twins[pair] = twin_of(pool, genotype, pair, base, args, teacher_dir)
                 if single_levers not in twins:
                     twins[single_levers] = twin_of(pool, genotype, single_levers, base, args, teacher_dir)
