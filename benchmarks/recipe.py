@@ -9,7 +9,8 @@ binary recipe, then each lever alone on top of it, then the two that paid most a
 - stem8: an 8-bit stem instead of a float one;
 - longer: twice the epochs;
 - wide: the same network 1.5x wider (stem and every stage; the search space's width lever).
-The ablation is judged on the validation split. The chosen recipe is the single case with the best
+Every run returns the weights of its best validated epoch (`keep_best`, as `bitnas export`
+retrains). The ablation is judged on the validation split. The chosen recipe is the single case with the best
 validation accuracy, the pair included: levers measured one at a time do not add up (all that
 paid alone, together, lost 2.6 points to `longer` alone at 24 epochs), so only the best two are
 combined. The test split is read once, for the final
@@ -39,6 +40,7 @@ from pathlib import Path
 import torch
 
 from bitnas.evaluators import TrainingConfig, accuracy, load_dataset, load_or_train_teacher
+from bitnas.evaluators.recipes import BINARY_RETRAINING
 from bitnas.evaluators.train import train
 from bitnas.spaces import Genotype, build_model, count_costs, genotype_costs
 from bitnas.spaces.baselines import small_baselines
@@ -105,7 +107,7 @@ def run(job: dict) -> dict:
     torch.save(model.state_dict(), job["keep"])
     return {"case": job["case"], "levers": " ".join(job["levers"]) or "-", "epochs": config.epochs,
             "fully_binary": fully_binary(model, data.input_shape), "val_acc": round(accuracy(model, data.val), 4),
-            "test_acc": round(accuracy(model, data.test), 4) if job["final"] else None,
+            "test_acc": round(accuracy(model, data.test), 4) if job["final"] else None, "kept_epoch": outcome.kept_epoch,
             "train_seconds": round(time.perf_counter() - started, 1),
             "val_curve": " ".join(f"{a:.4f}" for a in outcome.epoch_val_accuracy), "genotype": genotype.short(),
             "genotype_json": job["genotype"], "keep": job["keep"]}
@@ -161,7 +163,10 @@ def main() -> None:
     data = load_dataset("mnist5k", args.seed)
     genotype = small_baselines(input_size=data.input_size, in_channels=data.in_channels,
                                num_classes=data.num_classes)[NET]
-    base = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    # Every run keeps its best validated epoch's weights, as export's retraining does (a long
+    # binary run can collapse in its last epochs: evaluators/settings.py, `keep_best`).
+    base = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          keep_best=BINARY_RETRAINING["keep_best"])
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as teacher_dir, context.Pool(2) as pool:
@@ -243,10 +248,12 @@ def main() -> None:
     if args.final:
         name = f"recipe_final_{'_'.join(args.final)}{f'_seed{args.seed}' if args.seed else ''}.csv"
     write_csv(OUT / name, rows)
-    print(f"\n{'case':<15} {'levers':<36} {'epochs':>6} {'val_acc':>8} {'test_acc':>8} {'seconds':>8} fully_binary")
+    print(f"\n{'case':<15} {'levers':<36} {'epochs':>6} {'kept':>5} {'val_acc':>8} {'test_acc':>8} {'seconds':>8} "
+          "fully_binary")
     for row in rows:
         test = f"{row['test_acc']:.4f}" if row["test_acc"] is not None else "-"
-        print(f"{row['case']:<15} {row['levers']:<36} {row['epochs']:>6g} {row['val_acc']:>8.4f} {test:>8} "
+        print(f"{row['case']:<15} {row['levers']:<36} {row['epochs']:>6g} {row['kept_epoch'] or '-':>5} "
+              f"{row['val_acc']:>8.4f} {test:>8} "
               f"{row['train_seconds']:>8.0f} {row['fully_binary']}")
     qualifies = {}
     for name, reference in small_baselines(input_size=data.input_size, in_channels=data.in_channels,

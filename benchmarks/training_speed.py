@@ -1,8 +1,11 @@
-"""What the fused straight-through functions save a training step: the same networks trained with
-the 1-bit quantizers' fused autograd functions (spaces/quantizers.py, what training uses) and
-with the plain straight-through form and sign that training used before them (`plain_autograd()`),
-side by side in one process, in alternating rounds, one thread. Both give the same weights bit for bit (tests/test_fused_quantizers.py);
-this measures only the time. A ratio above 1 means the fused functions are faster.
+"""What the fused training functions save a training step: the same networks trained with the
+1-bit quantizers' fused autograd functions (spaces/quantizers.py) and RPReLU's one-pass kernels
+(spaces/fused_rprelu.py), what training uses, and with the plain straight-through form, sign and
+PyTorch RPReLU that training used before them (`plain_autograd()`, `plain_rprelu()`), side by side
+in one process, in alternating rounds, one thread. The quantizers give the same weights bit for bit
+(tests/test_fused_quantizers.py), RPReLU the same values and gradients to float32 rounding
+(tests/test_fused_rprelu.py); this measures only the time. A ratio above 1 means the fused
+functions are faster.
 
     python benchmarks/training_speed.py [--steps 15] [--rounds 5] [--json]
 
@@ -25,6 +28,7 @@ from bitnas.evaluators.engine.isa import isa_path
 from bitnas.evaluators.latency import cpu_model
 from bitnas.spaces import Genotype, build_model
 from bitnas.spaces.baselines import baseline_genotype
+from bitnas.spaces.fused_rprelu import plain_rprelu
 from bitnas.spaces.quantizers import plain_autograd
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -55,7 +59,10 @@ def step_seconds(genotype: Genotype, steps: int, plain: bool) -> float:
         loss.backward()
         optimiser.step()
 
-    with plain_autograd() if plain else contextlib.nullcontext():
+    with contextlib.ExitStack() as forms:
+        if plain:
+            forms.enter_context(plain_autograd())
+            forms.enter_context(plain_rprelu())
         for _ in range(2):
             step()
         started = time.perf_counter()

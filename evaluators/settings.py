@@ -65,6 +65,13 @@ class TrainingConfig(Settings):
     # so the running averages describe a mix of past networks: measured on bireal_small, validation
     # accuracy after epoch 2 was 0.15 with them and 0.75 recalibrated (benchmarks/recipe.py).
     bn_recalibration: int = Field(512, ge=0, le=1_000_000)
+    # Return the weights of the epoch that validated best instead of the last epoch's (the first of
+    # equals; the model is chosen on the validation split, the test split stays untouched). A fully binary network's
+    # validation accuracy can fall 10-20 points in the last epochs of a long run and not come back
+    # (a 1.5x-wide ReActNet at 24 epochs: 0.960 after epoch 17, 0.835 at the end; the same with
+    # PyTorch's own RPReLU), so retraining for export turns it on (evaluators/recipes.py). Off for
+    # search trials, whose accuracy is the last epoch's.
+    keep_best: bool = False
     # Distil from a full-precision teacher trained once per (dataset, seed, data options, epochs) and
     # cached under <results>/teachers/ (ReActNet's distributional loss).
     distill: bool = False

@@ -49,6 +49,15 @@ class TrainingOutcome:
     # `until_epochs` stopped the run before its end: what `resume` needs to go on (bytes of torch.save).
     checkpoint: bytes | None = None
     resumed_from: int = 0  # the step `resume` went on from (0: trained from scratch)
+    # `keep_best`: the epoch (1-based) whose weights the model holds; None: the last step's.
+    kept_epoch: int | None = None
+
+    @property
+    def val_accuracy(self) -> float | None:
+        """The validation accuracy of the weights the model holds (the kept epoch's, else the last)."""
+        if not self.epoch_val_accuracy:
+            return None
+        return self.epoch_val_accuracy[self.kept_epoch - 1] if self.kept_epoch else self.epoch_val_accuracy[-1]
 
 
 def _bits(module: nn.Module, which: str) -> int:
@@ -257,6 +266,8 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
     there, and return a checkpoint in the outcome; the schedules stay those of the full run, so
     `resume` from that checkpoint continues the very same run: two calls that stop at e1 and then
     go on to e2 give the weights one call to e2 gives (tests/test_training_resume.py checks it).
+    `config.keep_best`: the finished run's model holds the weights of its best validated epoch
+    (`outcome.kept_epoch`), chosen among the epochs this call trained.
     """
     guard = step_guard or contextlib.nullcontext
     recipe = resolve_recipe(model, config.recipe)
@@ -309,6 +320,17 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
                 recalibrate_batchnorm(model, calibration)
             return accuracy(model, val_split)
 
+    # `keep_best`: the best epoch's weights so far, copied in memory (a few MB at most). Epochs
+    # validated inside two-step's first half do not count: their weights are real-valued, not the
+    # network's (the epoch that ends where step two begins is validated binary, and counts).
+    best: dict = {}
+
+    def remember(accuracy_now: float) -> None:
+        if config.keep_best and not (real_weights and step < switch_at) \
+                and accuracy_now > best.get("accuracy", -1.0):
+            best.update(accuracy=accuracy_now, epoch=len(epoch_accuracies),
+                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
+
     resumed_from = step
     model.train()
     started = time.perf_counter()
@@ -334,6 +356,7 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
             if position >= len(order) or step >= total_steps:  # an epoch (or the run) ended
                 order = None
                 epoch_accuracies.append(validate())
+                remember(epoch_accuracies[-1])
                 if should_stop is not None and step < total_steps and len(epoch_accuracies) < full_epochs \
                         and should_stop(len(epoch_accuracies), list(epoch_accuracies)):
                     stopped = True
@@ -351,8 +374,13 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
             outcome_curve.append(validate())
             if real_weights and step < switch_at:
                 real_weights.leave()
+    kept_epoch = None
+    if best and (step >= total_steps or stopped):  # a finished run, not a rung to go on from
+        kept_epoch = best["epoch"]
+        if kept_epoch != len(epoch_accuracies):
+            model.load_state_dict(best["state"])
     model.to("cpu")
     if teacher is not None:
         teacher.to("cpu")
     return TrainingOutcome(step, time.perf_counter() - started, loss_value, tuple(outcome_curve),
-                           recipe, stopped, device.type, checkpoint, resumed_from)
+                           recipe, stopped, device.type, checkpoint, resumed_from, kept_epoch)

@@ -174,8 +174,16 @@ def _retrain(study: StudyArchive, genotype: Genotype, data: Dataset, options: Ex
                     should_stop=_epoch_progress(f"trial {trial_number} retraining", training.epochs))
     note = (f"distilled from a full-precision teacher (test accuracy {request.teacher.test_accuracy:.4f}, "
             f"{request.training.teacher_epochs:g} epochs)" if request.teacher is not None else "")
-    return model, {"epochs": options.epochs, "val_accuracy": outcome.epoch_val_accuracy[-1],
-                   "seconds": outcome.seconds, "distilled": note, "recipe": recipe}
+    return model, {"epochs": options.epochs, "val_accuracy": outcome.val_accuracy,
+                   "seconds": outcome.seconds, "distilled": note, "recipe": recipe + _kept(outcome)}
+
+
+def _kept(outcome) -> str:
+    """What the model card adds when the weights are not the last epoch's (`keep_best`)."""
+    if outcome.kept_epoch is None:
+        return ""
+    return (f"; the weights of epoch {outcome.kept_epoch} of {len(outcome.epoch_val_accuracy)}, the best on the "
+            "validation split")
 
 
 def _measure(model: torch.nn.Module, data: Dataset, request) -> dict:
@@ -229,10 +237,11 @@ def _prune(study: StudyArchive, genotype: Genotype, model: torch.nn.Module, data
     after = _measure(result.model, data, request)
     _latency_side_by_side(model, result.model, data, request, before, after)
     return result.model, result.genotype, {
-        "ratio": options.prune, "criterion": options.prune_criterion, "fine_tune_epochs": epochs, "recipe": recipe,
+        "ratio": options.prune, "criterion": options.prune_criterion, "fine_tune_epochs": epochs,
+        "recipe": recipe + _kept(outcome),
         "distilled": request.teacher is not None, "genotype_before": genotype.short(),
         "genotype_after": result.genotype.short(), "test_accuracy_before_fine_tuning": pruned_accuracy,
-        "fine_tune_val_accuracy": outcome.epoch_val_accuracy[-1] if outcome.epoch_val_accuracy else None,
+        "fine_tune_val_accuracy": outcome.val_accuracy,
         "fine_tune_seconds": outcome.seconds, "before": before, "after": after}
 
 

@@ -147,3 +147,50 @@ def test_networks_with_binary_layers_are_retrained_with_the_binary_levers_and_sa
     assert binary.epochs == 10 and "binary retraining recipe" in said and "10 epochs" in said
     floating, said = retraining_config(base, build_model(FLOAT))
     assert floating == base and "study's recipe" in said
+
+
+def _scripted_run(monkeypatch, curve, **overrides):
+    """Train BINARY for real while validation reads `curve` (so which epoch is best is known), and
+    snapshot the weights after every epoch."""
+    import bitnas.evaluators.train as training
+
+    scores = iter(curve)
+    monkeypatch.setattr(training, "accuracy", lambda model, split: next(scores))
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    data = load_dataset("digits", 0)
+    model = build_model(BINARY)
+    snapshots = []
+
+    def snapshot(epoch, seen):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return False
+
+    config = TrainingConfig(**{"epochs": len(curve), "batch_size": 32, "lr": 5e-3, "keep_best": True, **overrides})
+    outcome = train(model, data.train, data.val, config, seed=0, should_stop=snapshot)
+    return model, outcome, snapshots
+
+
+def test_keep_best_returns_the_weights_of_the_best_validated_epoch(monkeypatch):
+    model, outcome, snapshots = _scripted_run(monkeypatch, [0.5, 0.9, 0.7, 0.8])
+    assert outcome.kept_epoch == 2 and outcome.val_accuracy == 0.9
+    assert outcome.epoch_val_accuracy == (0.5, 0.9, 0.7, 0.8)  # the whole curve is still reported
+    state = model.state_dict()
+    assert all(torch.equal(state[k], snapshots[1][k]) for k in state)  # epoch 2's weights and BN statistics
+    assert not torch.equal(state["stages.0.conv.weight"], snapshots[2]["stages.0.conv.weight"])
+
+
+def test_keep_best_keeps_the_last_epoch_when_it_is_best_and_is_off_by_default(monkeypatch):
+    model, outcome, _ = _scripted_run(monkeypatch, [0.5, 0.6, 0.9])
+    assert outcome.kept_epoch == 3 and outcome.val_accuracy == 0.9
+    model, outcome, _ = _scripted_run(monkeypatch, [0.5, 0.9, 0.6], keep_best=False)
+    assert outcome.kept_epoch is None and outcome.val_accuracy == 0.6
+
+
+def test_keep_best_skips_the_real_weight_half_of_two_step_training(monkeypatch):
+    # Epoch 1 validates real-valued weights: its 0.99 is not the binary network's. Epoch 2 ends as
+    # step two begins, validated with binary weights again: it counts.
+    _, outcome, _ = _scripted_run(monkeypatch, [0.99, 0.5, 0.6, 0.7], two_step=True)
+    assert outcome.kept_epoch == 4
+    _, outcome, _ = _scripted_run(monkeypatch, [0.99, 0.8, 0.6, 0.7], two_step=True)
+    assert outcome.kept_epoch == 2
