@@ -63,7 +63,8 @@ class TrainingConfig(Settings):
     # Before each validation, BatchNorm's running statistics are recomputed on this many training
     # images under the current weights (0: off). In binary networks signs flip all through training,
     # so the running averages describe a mix of past networks: measured on bireal_small, validation
-    # accuracy after epoch 2 was 0.15 with them and 0.75 recalibrated (benchmarks/recipe.py).
+    # accuracy after epoch 2 was 0.15 with them and 0.75 recalibrated (benchmarks/recipe.py). The
+    # images pass in one batch of up to 512 (train.RECALIBRATION_BATCH says why).
     bn_recalibration: int = Field(512, ge=0, le=1_000_000)
     # Return the weights of the epoch that validated best instead of the last epoch's (the first of
     # equals; the model is chosen on the validation split, the test split stays untouched). A fully binary network's

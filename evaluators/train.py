@@ -146,6 +146,10 @@ def _augment(images: torch.Tensor, mode: str, generator: torch.Generator) -> tor
     return out
 
 
+# The most images training's BatchNorm recalibration passes at once (memory: a batch's activations).
+RECALIBRATION_BATCH = 512
+
+
 def recalibrate_batchnorm(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> None:
     """Replace every BatchNorm's running mean/var by the exact statistics of `images` under the
     current weights (a cumulative average over batches), leaving everything else untouched."""
@@ -317,7 +321,13 @@ def train(model: nn.Module, train_split: Split, val_split: Split, config: Traini
     def validate() -> float:
         with guard():
             if calibration is not None:
-                recalibrate_batchnorm(model, calibration)
+                # In one batch (up to RECALIBRATION_BATCH images): every layer's statistics are then
+                # taken over inputs normalised with the whole set's statistics, as evaluation
+                # normalises them. In batches of 128, a 1.5x-wide ReActNet after 22 of 24 epochs
+                # validated 0.759 with the very weights that validate 0.964 recalibrated in one
+                # batch of the same 512 images: the RSign after each BatchNorm turns a small error in a
+                # channel's mean into many flipped activations.
+                recalibrate_batchnorm(model, calibration, batch_size=RECALIBRATION_BATCH)
             return accuracy(model, val_split)
 
     # `keep_best`: the best epoch's weights so far, copied in memory (a few MB at most). Epochs
