@@ -67,3 +67,18 @@ def test_training_with_a_teacher_uses_its_soft_labels(tmp_path):
                           seed=0, teacher=t))
     # Same seed, same batches: only the loss differs, so the runs must differ.
     assert runs[0].final_loss != runs[1].final_loss and runs[0].epoch_val_accuracy[-1] > 0.15  # chance is 0.1
+
+
+def test_a_changed_teacher_architecture_is_not_served_from_an_old_cache(monkeypatch):
+    from bitnas.evaluators import distill
+    before = distill._cache_key("digits", 0, 1.0, DataOptions())
+    one_conv_per_stage = distill.teacher_genotype
+
+    def shallower(*shape):
+        genotype = one_conv_per_stage(*shape).to_dict()
+        for stage in genotype["stages"]:
+            stage["depth"] = 1
+        return Genotype.from_dict(genotype)
+
+    monkeypatch.setattr(distill, "teacher_genotype", shallower)
+    assert distill._cache_key("digits", 0, 1.0, DataOptions()) != before
