@@ -69,6 +69,10 @@ STRATEGIES = {
     # (it is where the neighbours come from), on the study's own clock, as the default search does.
     "neighbours-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
                            "references": list(SearchConfig().references)},
+    # The same first trials, then Pareto local search: half the proposals are one-step neighbours of
+    # the study's current front (search/local_search.py), the other half random.
+    "local-scratch": {"sampler": "local", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
+                      "references": list(SearchConfig().references)},
 }
 # The keys that name a strategy; `references` only says where the neighbours come from.
 STRATEGY_KEYS = ("sampler", "evaluation", "schedule", "reference_neighbours")
@@ -76,8 +80,10 @@ STRATEGY_KEYS = ("sampler", "evaluation", "schedule", "reference_neighbours")
 # set near the trials the time allows here (about 25 a minute with a supernet, measured); random
 # search needs no size, and the time budget is what ends every study.
 GUIDED_TRIALS_PER_MINUTE, UNSIZED_TRIALS = 25, 10_000
+UNSIZED_SAMPLERS = ("random", "local")  # local search's random half and its front need no budget either
 COLOURS = {"random-scratch": "tab:grey", "asha-scratch": "tab:green", "supernet-random": "tab:purple",
-           "supernet-tpe": "tab:orange", "supernet-nsga2": "tab:blue", "neighbours-scratch": "tab:red"}
+           "supernet-tpe": "tab:orange", "supernet-nsga2": "tab:blue", "neighbours-scratch": "tab:red",
+           "local-scratch": "tab:brown"}
 
 
 def reference_points(folder: Path, objectives, config: SearchConfig) -> dict[str, list[float]]:
@@ -121,7 +127,7 @@ def run_study(folder: Path, strategy: str, seed: int, minutes: float, objectives
     # The benchmark trains the seven references once itself; a study need not repeat its two.
     settings = {"references": [], **keys, "final_epochs": config.training.epochs}
     (results / "strategy.yaml").write_text(yaml.safe_dump(settings))
-    trials = UNSIZED_TRIALS if keys["sampler"] == "random" else int(GUIDED_TRIALS_PER_MINUTE * minutes)
+    trials = UNSIZED_TRIALS if keys["sampler"] in UNSIZED_SAMPLERS else int(GUIDED_TRIALS_PER_MINUTE * minutes)
     command = ["bitnas", "search", "--results", str(results), "--study", "quality", "--seed", str(seed),
                "--trials", str(trials), "--time-budget", str(60 * minutes), "--config", str(results / "strategy.yaml")]
     begun = time.monotonic()

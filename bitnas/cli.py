@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--results", help="results directory (study storage, MLflow store, exports)")
     search.add_argument("--storage", help="Optuna RDB URL for the study, e.g. postgresql://user@host:5432/db "
                                           "(default: a journal file under the results directory)")
-    search.add_argument("--sampler", help="tpe, nsga2, random or gp")
+    search.add_argument("--sampler", help="random, tpe, nsga2, gp or local")
     search.add_argument("--schedule", help="none (every trial trains training.epochs) or asha (successive halving "
                                            "from asha.min_epochs, the best continue from their checkpoints)")
     search.add_argument("--ray-address", help="join a running Ray cluster (auto or HOST:PORT) instead of starting one")

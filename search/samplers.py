@@ -8,9 +8,13 @@ never below the number of parallel workers, so the guided proposals start while 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import optuna
 
-SAMPLERS = ("random", "tpe", "nsga2", "gp")
+from .local_search import ParetoLocalSearchSampler
+
+SAMPLERS = ("random", "tpe", "nsga2", "gp", "local")
 
 # Random start-up of TPE / GP: a fifth of the budget, between MIN_STARTUP and Optuna's own 10.
 STARTUP_SHARE, MIN_STARTUP, MAX_STARTUP = 0.2, 4, 10
@@ -27,7 +31,10 @@ def population_size(trials: int, workers: int = 1) -> int:
     return max(workers, min(MAX_POPULATION, max(MIN_POPULATION, trials // GENERATIONS)))
 
 
-def make_sampler(name: str, seed: int, trials: int = 20, workers: int = 1) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, trials: int = 20, workers: int = 1,
+                 network_key: Callable[[dict], str] | None = None) -> optuna.samplers.BaseSampler:
+    """`network_key(params)`: the network an assignment decodes to (for `local`, which must not
+    propose a network the study already holds)."""
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
@@ -39,4 +46,6 @@ def make_sampler(name: str, seed: int, trials: int = 20, workers: int = 1) -> op
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size(trials, workers))
     if name == "gp":  # multi-objective through log expected hypervolume improvement
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials(trials, workers))
+    if name == "local":  # neighbours of the front's networks, half the time (search/local_search.py)
+        return ParetoLocalSearchSampler(seed=seed, network_key=network_key)
     raise ValueError(f"unknown sampler {name!r}; known: {', '.join(SAMPLERS)}")

@@ -22,7 +22,8 @@ from .trial_records import TrialRecorder
 def open_study(config: SearchConfig, objectives: list[Objective], geometry: dict) -> optuna.Study:
     """Resume the study named in the config, checking it searches the same thing, or create it."""
     storage = open_storage(config.results_dir, config.storage)
-    sampler = make_sampler(config.sampler, config.seed, config.trials, config.workers)
+    sampler = make_sampler(config.sampler, config.seed, config.trials, config.workers,
+                           network_key=lambda params: config.space.decode(params, **geometry).hash())
     if config.study in study_names(storage):
         study = optuna.load_study(study_name=config.study, storage=storage, sampler=sampler)
         recorded = study.user_attrs.get("objectives")

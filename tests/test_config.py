@@ -54,7 +54,7 @@ def test_every_sampler_the_config_accepts_can_be_built_and_proposes():
     from bitnas.search.samplers import make_sampler
 
     names = get_args(SearchConfig.model_fields["sampler"].annotation)
-    assert set(names) == {"random", "tpe", "nsga2", "gp"}
+    assert set(names) == {"random", "tpe", "nsga2", "gp", "local"}
     for name in names:
         study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(name, 0))
         trial = study.ask()
