@@ -72,10 +72,10 @@ def test_training_with_a_teacher_uses_its_soft_labels(tmp_path):
 def test_a_changed_teacher_architecture_is_not_served_from_an_old_cache(monkeypatch):
     from bitnas.evaluators import distill
     before = distill._cache_key("digits", 0, 1.0, DataOptions())
-    one_conv_per_stage = distill.teacher_genotype
+    current = distill.teacher_genotype
 
     def shallower(*shape):
-        genotype = one_conv_per_stage(*shape).to_dict()
+        genotype = current(*shape).to_dict()
         for stage in genotype["stages"]:
             stage["depth"] = 1
         return Genotype.from_dict(genotype)
