@@ -20,23 +20,19 @@ from functools import lru_cache
 
 import torch
 
+from .fast_path import FastPathSwitch
+
 # `plain_rprelu()` turns the fused path off: the benchmark that measures what it saves, and tests.
-_FUSED = True
+_FUSED = FastPathSwitch()
 
 
-@contextlib.contextmanager
-def plain_rprelu():
+def plain_rprelu() -> contextlib.AbstractContextManager:
     """Within this block RPReLU trains through the plain PyTorch operators."""
-    global _FUSED
-    previous, _FUSED = _FUSED, False
-    try:
-        yield
-    finally:
-        _FUSED = previous
+    return _FUSED.off()
 
 
 def takes_fused_path(module: torch.nn.Module, x: torch.Tensor) -> bool:
-    return (_FUSED and module.training and torch.is_grad_enabled() and not torch.jit.is_tracing()
+    return (_FUSED.on and module.training and torch.is_grad_enabled() and not torch.jit.is_tracing()
             and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4)
 
 

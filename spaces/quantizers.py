@@ -26,12 +26,13 @@ import torch
 from torch import nn
 
 from .catalog import BIT_WIDTHS  # noqa: E402,F401 - the widths every quantizer family covers
+from .fast_path import FastPathSwitch
 
 
 def _binary(x: torch.Tensor) -> torch.Tensor:
     """+1 where x >= 0 (-0.0 included), -1 elsewhere: torch.sign maps 0 to 0, which is not a binary
     value; 0 goes to +1 as in the papers' kernels. The value only (never differentiated)."""
-    if torch.jit.is_tracing() or not _FUSED:  # the ONNX exporter: plain operators it can write down
+    if torch.jit.is_tracing() or not _FUSED.on:  # the ONNX exporter: plain operators it can write down
         return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
     # torch.where and boolean tensors are the slow operators here (about 4 ms against 0.1 ms for a
     # comparison written into a float tensor, on a 32 x 32 x 28 x 28 activation): the same values in
@@ -49,25 +50,19 @@ def _straight_through(surrogate: torch.Tensor, quantized: torch.Tensor) -> torch
 # Whether training takes the fused autograd functions below (and `_binary` its cheap passes);
 # `plain_autograd()` turns both off, for the benchmark that measures what they save and the test
 # that checks they change nothing.
-_FUSED = True
+_FUSED = FastPathSwitch()
 
 
-@contextlib.contextmanager
-def plain_autograd():
+def plain_autograd() -> contextlib.AbstractContextManager:
     """Within this block the 1-bit quantizers train through the plain straight-through form and the
     plain sign: the ONNX-traceable operators throughout, as before the fused functions existed."""
-    global _FUSED
-    previous, _FUSED = _FUSED, False
-    try:
-        yield
-    finally:
-        _FUSED = previous
+    return _FUSED.off()
 
 
 def _fused(module: nn.Module) -> bool:
     # Only a training pass that records gradients; evaluation, BatchNorm recalibration (no_grad)
     # and the ONNX tracer (eval mode) take the plain straight-through form.
-    return _FUSED and module.training and torch.is_grad_enabled()
+    return _FUSED.on and module.training and torch.is_grad_enabled()
 
 
 class _ClippedSign(torch.autograd.Function):
