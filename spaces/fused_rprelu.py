@@ -8,8 +8,10 @@ thread). One loop forward and one backward, which also sums the three parameter 
 goes, takes about a fifth of their time (benchmarks/training_speed.py measures the whole step).
 
 The values are those of the plain modules; the parameter gradients are sums in float32 in another
-order, so they agree to rounding, not bit for bit (tests/test_fused_rprelu.py). Only a CPU float32
-training pass that records gradients takes this path; evaluation, BatchNorm recalibration, the ONNX
+order, so they agree to rounding, not bit for bit (tests/test_fused_rprelu.py). CPU float32 passes
+take this path when they train with gradients or record none at all (validation, BatchNorm
+recalibration: the forward loop alone, the plain modules' values, and one pass over the activation
+instead of three); a pass in eval mode that records gradients (the zero-cost proxies), the ONNX
 tracer and CUDA take the plain operators.
 """
 
@@ -32,7 +34,7 @@ def plain_rprelu() -> contextlib.AbstractContextManager:
 
 
 def takes_fused_path(module: torch.nn.Module, x: torch.Tensor) -> bool:
-    return (_FUSED.on and module.training and torch.is_grad_enabled() and not torch.jit.is_tracing()
+    return (_FUSED.on and (module.training or not torch.is_grad_enabled()) and not torch.jit.is_tracing()
             and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4)
 
 

@@ -1,7 +1,9 @@
 """The fused autograd functions the 1-bit quantizers train through: the same values and the
 same gradients as the plain straight-through form, bit for bit, so that training is unchanged
-(only faster: benchmarks/training_speed.py), and the plain form wherever a model is evaluated or
-exported."""
+(only faster: benchmarks/training_speed.py); the values alone, the same values, in passes that
+record no gradient; and the plain form wherever a model is exported."""
+
+import contextlib
 
 import pytest
 import torch
@@ -62,7 +64,7 @@ def test_fused_training_pass_equals_the_plain_one_bit_for_bit(make, function):
     assert len(fused[2]) == len(plain[2]) and all(_bitwise_equal(a, b) for a, b in zip(fused[2], plain[2]))
 
 
-def test_evaluation_and_no_grad_passes_take_the_plain_form():
+def test_evaluation_with_gradients_takes_the_plain_form_and_no_grad_passes_the_value_alone():
     quantizer = SignSTE().eval()
     x = torch.randn(2, 3, requires_grad=True)
     assert type(quantizer(x).grad_fn).__name__ == "AddBackward0"  # the plain form's last operation
@@ -70,8 +72,23 @@ def test_evaluation_and_no_grad_passes_take_the_plain_form():
     assert type(quantizer(x).grad_fn).__name__ == "_ClippedSignBackward"
     with torch.no_grad():
         assert quantizer(x).grad_fn is None
+        assert torch.equal(quantizer(x), torch.where(x >= 0, 1.0, -1.0))
     with plain_autograd():
         assert type(quantizer(x).grad_fn).__name__ == "AddBackward0"
+
+
+@pytest.mark.parametrize("make", [SignSTE, ApproxSign, lambda: RSign(3)])
+def test_the_value_alone_is_the_plain_form_s_value(make):
+    quantizer = make()
+    if isinstance(quantizer, RSign):
+        quantizer.threshold.data = torch.tensor([0.5, -0.25, 0.0]).view(1, 3, 1, 1)
+    # Zeros of both signs, values on and beyond the clip, and ones the threshold moves to zero.
+    x = torch.tensor([0.0, -0.0, 1.0, -1.0, 3.0, -3.0, 0.5, -0.25, 1e-30]).repeat(2, 3, 1, 1)
+    with torch.no_grad():
+        value_alone = quantizer(x)
+        with plain_autograd():
+            plain = quantizer(x)
+    assert _bitwise_equal(value_alone, plain)
 
 
 # A network with every fused quantizer in it, RSign and sign weights (reactnet), SignSTE and scaled
@@ -100,3 +117,31 @@ def test_training_with_the_fused_functions_gives_the_plain_weights():
     assert fused.keys() == plain.keys()
     assert all(torch.equal(fused[key], plain[key]) for key in fused)
     assert fused_curve == plain_curve
+
+
+def test_recalibration_and_evaluation_without_gradients_give_the_plain_statistics_and_logits():
+    """The passes that record no gradient (quantizers' values alone, RPReLU's fused forward) change
+    neither BatchNorm's recalibrated statistics nor a single logit, bit for bit."""
+    from bitnas.evaluators.train import recalibrate_batchnorm
+    from bitnas.spaces.fused_rprelu import plain_rprelu
+
+    torch.manual_seed(0)
+    images, held_out = torch.randn(96, 1, 28, 28), torch.randn(40, 1, 28, 28)
+    results = []
+    for plain in (False, True):
+        torch.manual_seed(1)
+        model = build_model(MIXED)
+        with torch.no_grad():  # away from the fresh network's zeros and ones
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+        with contextlib.ExitStack() as stack:
+            if plain:
+                stack.enter_context(plain_autograd())
+                stack.enter_context(plain_rprelu())
+            recalibrate_batchnorm(model, images, batch_size=96)
+            with torch.inference_mode():
+                logits = model.eval()(held_out)
+        results.append((model.state_dict(), logits))
+    (fast, fast_logits), (plain, plain_logits) = results
+    assert all(_bitwise_equal(fast[key].float(), plain[key].float()) for key in fast)
+    assert _bitwise_equal(fast_logits, plain_logits)

@@ -56,16 +56,25 @@ def test_non_contiguous_input_gives_the_plain_result():
     assert torch.equal(fused[0], plain[0]) and torch.equal(fused[1], plain[1])
 
 
-def test_evaluation_no_grad_and_float64_take_the_plain_operators():
+def test_eval_mode_with_gradients_float64_and_the_switch_take_the_plain_operators():
     module = _rprelu(4, seed=2)
     x = torch.randn(2, 4, 3, 3)
     assert takes_fused_path(module, x)
     with torch.no_grad():
-        assert not takes_fused_path(module, x)  # BatchNorm recalibration, inference
-    assert not takes_fused_path(module, x.double())
-    assert not takes_fused_path(module.eval(), x)  # evaluation and the ONNX exporter (eval mode)
+        assert takes_fused_path(module, x)  # BatchNorm recalibration
+        assert takes_fused_path(module.eval(), x)  # validation
+    assert not takes_fused_path(module.train(), x.double())
+    assert not takes_fused_path(module.eval(), x)  # gradients in eval mode: the zero-cost proxies
     with plain_rprelu():
         assert not takes_fused_path(module.train(), x)
+
+
+def test_the_onnx_tracer_sees_the_plain_operators():
+    module = _rprelu(4, seed=2).eval()
+    with torch.no_grad():  # a pass that records no gradient, yet traced: the plain operators
+        traced = torch.jit.trace(module, torch.randn(2, 4, 3, 3))
+    kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+    assert "aten::prelu" in kinds and not any("Python" in kind for kind in kinds)
 
 
 def test_a_reactnet_training_step_matches_the_plain_one():
