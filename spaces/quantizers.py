@@ -6,9 +6,10 @@ one, the gradient is the surrogate's. That plain form is what export runs, so mo
 as plain operators. A pass that records no gradient (validation, BatchNorm recalibration) computes
 the 1-bit quantizers' values alone, the same values. While training with gradients on, they compute
 the same values and the same gradients, bit for bit, through small autograd functions instead
-(`_ClippedSign`, `_SignThrough`): the plain form makes about eight full passes over an activation
-per sign and its gradient, with torch.where among them, they make four (`benchmarks/training_speed.py`
-measures the difference, tests/test_fused_quantizers.py checks that training is unchanged).
+(`_ClippedSign`, `_SignThrough`, and for CPU activations fused_sign.py's one-pass kernels): the
+plain form makes about eight full passes over an activation per sign and its gradient, with
+torch.where among them, they make four, the kernels two (`benchmarks/training_speed.py` measures
+the difference, tests/test_fused_quantizers.py checks that training is unchanged).
 
 Two kinds: activation quantizers (`SignSTE`, `ApproxSign`, `RSign`, `TwoBitSymmetric`,
 `LsqActivations`) and weight quantizers (`ScaledSignWeights`, `SignWeights`, `TwoBitWeights`,
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from .catalog import BIT_WIDTHS  # noqa: E402,F401 - the widths every quantizer family covers
+from . import fused_sign
 from .fast_path import FastPathSwitch
 
 
@@ -72,6 +74,20 @@ def _value_only() -> bool:
     activation for a value that is exactly `_binary`'s. Skipping them made one-batch recalibration
     on 512 images (a 1.5x-wide ReActNet) about 1.3x faster. Never while the ONNX exporter traces."""
     return _FUSED.on and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+
+
+def _sign_values(x: torch.Tensor, threshold: torch.Tensor | None = None) -> torch.Tensor:
+    """The value of sign(x - threshold) alone, in one pass where fused_sign.py's kernels apply."""
+    if fused_sign.applies(x):
+        return fused_sign.sign_values(x, threshold)
+    return _binary(x if threshold is None else x - threshold)
+
+
+def _clipped_sign(x: torch.Tensor, threshold: torch.Tensor | None = None) -> torch.Tensor:
+    """sign(x - threshold) with the clipped straight-through gradient, for a training pass."""
+    if fused_sign.applies(x):
+        return fused_sign.clipped_sign(x, threshold)
+    return _ClippedSign.apply(x if threshold is None else x - threshold)
 
 
 class _ClippedSign(torch.autograd.Function):
@@ -125,9 +141,9 @@ class SignSTE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _value_only():
-            return _binary(x)
+            return _sign_values(x)
         if _fused(self):
-            return _ClippedSign.apply(x)
+            return _clipped_sign(x)
         surrogate = torch.clamp(x, -1.0, 1.0)
         return _straight_through(surrogate, _binary(x))
 
@@ -143,7 +159,7 @@ class ApproxSign(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _value_only():
-            return _binary(x)
+            return _sign_values(x)
         clipped = torch.clamp(x, -1.0, 1.0)
         surrogate = 2 * clipped - clipped * clipped.abs()
         if _fused(self):
@@ -164,11 +180,12 @@ class RSign(nn.Module):
         self.threshold = nn.Parameter(torch.zeros(1, channels, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shifted = x - (self.threshold if x.dim() == 4 else self.threshold.flatten(1))
+        threshold = self.threshold if x.dim() == 4 else self.threshold.flatten(1)
         if _value_only():
-            return _binary(shifted)
+            return _sign_values(x, threshold)
         if _fused(self):
-            return _ClippedSign.apply(shifted)
+            return _clipped_sign(x, threshold)
+        shifted = x - threshold
         surrogate = torch.clamp(shifted, -1.0, 1.0)
         return _straight_through(surrogate, _binary(shifted))
 

@@ -42,15 +42,17 @@ def _bitwise_equal(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 @pytest.mark.parametrize("make, function", [
-    (SignSTE, "_ClippedSign"), (ApproxSign, "_SignThrough"), (lambda: RSign(3), "_ClippedSign"),
+    (SignSTE, "_FusedSign"), (ApproxSign, "_SignThrough"), (lambda: RSign(3), "_FusedSign"),
+    (lambda: RSign(1), "_FusedSign"),  # one threshold shared by every channel
     (SignWeights, "_ClippedSign"), (ScaledSignWeights, None),  # its straight-through is the identity
-], ids=["sign_ste", "approx_sign", "rsign", "sign_weights", "scaled_sign"])
+], ids=["sign_ste", "approx_sign", "rsign", "rsign_shared", "sign_weights", "scaled_sign"])
 def test_fused_training_pass_equals_the_plain_one_bit_for_bit(make, function):
     torch.manual_seed(0)
     module = make()
     if isinstance(module, RSign):
+        thresholds = torch.tensor([0.0, 0.5, -0.25] if module.threshold.numel() == 3 else [0.5])
         with torch.no_grad():
-            module.threshold.copy_(torch.tensor([0.0, 0.5, -0.25]).view(1, 3, 1, 1))
+            module.threshold.copy_(thresholds.view(module.threshold.shape))
     edges = torch.tensor(EDGES * 3).view(1, 3, 1, len(EDGES))
     x = torch.cat([edges, torch.randn(1, 3, 1, len(EDGES)) * 1.5, torch.randn(1, 3, 1, len(EDGES)) * 20], dim=0)
     upstream = torch.randn_like(x)
