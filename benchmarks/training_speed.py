@@ -45,13 +45,13 @@ NETWORKS = {name: (lambda name=name: baseline_genotype(name))
 NETWORKS["reactnet_wide"] = lambda: widened(baseline_genotype(RECIPE_NET), WIDE)
 
 
-def step_seconds(genotype: Genotype, steps: int, plain: bool) -> float:
+def step_seconds(genotype: Genotype, steps: int, plain: bool, batch: int = BATCH) -> float:
     """Seconds per optimiser step (forward, backward, Adam) on a fixed random batch, after 2 warm-up steps."""
     torch.manual_seed(0)
     model = build_model(genotype).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    images = torch.randn(BATCH, genotype.in_channels, genotype.input_size, genotype.input_size)
-    labels = torch.randint(0, genotype.num_classes, (BATCH,))
+    images = torch.randn(batch, genotype.in_channels, genotype.input_size, genotype.input_size)
+    labels = torch.randint(0, genotype.num_classes, (batch,))
 
     def step():
         loss = torch.nn.functional.cross_entropy(model(images), labels)
