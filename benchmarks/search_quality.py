@@ -69,6 +69,11 @@ STRATEGIES = {
     # (it is where the neighbours come from), on the study's own clock, as the default search does.
     "neighbours-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
                            "references": list(SearchConfig().references)},
+    # Random search after two cheaper neighbours of every small reference the default space can
+    # express (the float MobileNetV2 too, which no neighbours-scratch front dominated), not four
+    # of the two default references only.
+    "allrefs-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 2,
+                        "references": ["bireal_small", "mobilenetv2_small", "mobilenetv2_int8_small"]},
     # The same first trials, then Pareto local search: half the proposals are one-step neighbours of
     # the study's current front (search/local_search.py), the other half random.
     "local-scratch": {"sampler": "local", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
@@ -83,7 +88,7 @@ GUIDED_TRIALS_PER_MINUTE, UNSIZED_TRIALS = 25, 10_000
 UNSIZED_SAMPLERS = ("random", "local")  # local search's random half and its front need no budget either
 COLOURS = {"random-scratch": "tab:grey", "asha-scratch": "tab:green", "supernet-random": "tab:purple",
            "supernet-tpe": "tab:orange", "supernet-nsga2": "tab:blue", "neighbours-scratch": "tab:red",
-           "local-scratch": "tab:brown"}
+           "local-scratch": "tab:brown", "allrefs-scratch": "tab:pink"}
 
 
 def reference_points(folder: Path, objectives, config: SearchConfig) -> dict[str, list[float]]:
