@@ -71,8 +71,9 @@ def _fused(module: nn.Module) -> bool:
 def _value_only() -> bool:
     """No gradient is recorded (validation, BatchNorm recalibration, latency runs in PyTorch): the
     straight-through form's surrogate, clamp, subtract and add, is then three full passes over the
-    activation for a value that is exactly `_binary`'s. Skipping them made one-batch recalibration
-    on 512 images (a 1.5x-wide ReActNet) about 1.3x faster. Never while the ONNX exporter traces."""
+    activation for a value that is exactly `_binary`'s. Skipping them (with RPReLU's forward loop,
+    fused_rprelu.py) made one-batch recalibration on 512 images of a 1.5x-wide ReActNet 1.7x faster
+    (benchmarks/validation_speed.py). Never while the ONNX exporter traces."""
     return _FUSED.on and not torch.is_grad_enabled() and not torch.jit.is_tracing()
 
 
