@@ -47,16 +47,6 @@ def _kernels():
                     out[n, c, i] = one if shifted >= 0 else minus_one
                     inside[n, c, i] = 1 if abs(shifted) <= 1 else 0
 
-    @numba.njit(cache=True)
-    def values(x, threshold, out):
-        batch, channels, pixels = x.shape
-        shared = threshold.shape[0] == 1
-        for n in range(batch):
-            for c in range(channels):
-                t = threshold[0] if shared else threshold[c]
-                for i in range(pixels):
-                    out[n, c, i] = one if x[n, c, i] - t >= 0 else minus_one
-
     # grad x 0.0 is -0.0 where grad < 0; adding +0.0 makes it the +0.0 that clamp's backward writes.
     @numba.njit(cache=True)
     def backward(grad, inside, grad_x):
@@ -66,7 +56,7 @@ def _kernels():
                 for i in range(pixels):
                     grad_x[n, c, i] = grad[n, c, i] * np.float32(inside[n, c, i]) + np.float32(0.0)
 
-    return forward, values, backward
+    return forward, backward
 
 
 def _flat(t: torch.Tensor) -> "numpy.ndarray":  # noqa: F821 - annotation only
@@ -94,7 +84,7 @@ class _FusedSign(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (inside,) = ctx.saved_tensors
         grad_x = torch.empty(inside.shape, dtype=grad.dtype)
-        _kernels()[2](_flat(grad.contiguous()), _flat(inside), _flat(grad_x))
+        _kernels()[1](_flat(grad.contiguous()), _flat(inside), _flat(grad_x))
         grad_threshold = None
         if ctx.threshold_shape is not None and ctx.needs_input_grad[1]:
             # As autograd differentiates `x - threshold`: the negated gradient, summed to its shape.
@@ -108,11 +98,10 @@ def clipped_sign(x: torch.Tensor, threshold: torch.Tensor | None = None) -> torc
 
 
 def sign_values(x: torch.Tensor, threshold: torch.Tensor | None = None) -> torch.Tensor:
-    """The value alone, for passes that record no gradient."""
-    x = x.contiguous()
-    out = torch.empty_like(x)
-    _kernels()[1](_flat(x), _vector(threshold), _flat(out))
-    return out
+    """The value alone, for passes that record no gradient: the training kernel's value, its
+    one-byte mask left unused (a fifth more memory traffic than a value-only loop, one loop less)."""
+    with torch.no_grad():
+        return _FusedSign.apply(x, threshold)
 
 
 __all__ = ["applies", "clipped_sign", "sign_values"]
