@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -71,6 +72,20 @@ def step_seconds(genotype: Genotype, steps: int, plain: bool, batch: int = BATCH
         return (time.perf_counter() - started) / steps
 
 
+def side_by_side(timed: Callable[[bool], float], rounds: int) -> tuple[list[float], list[float], list[float]]:
+    """`timed(True)` and `timed(False)` in alternating rounds, which of them goes first alternating
+    too, so that a drift of the machine's speed favours neither: the times of each, and per round
+    the ratio of the first to the second."""
+    first, second, ratios = [], [], []
+    for round_ in range(rounds):
+        order = (True, False) if round_ % 2 == 0 else (False, True)
+        times = {form: timed(form) for form in order}
+        first.append(times[True])
+        second.append(times[False])
+        ratios.append(times[True] / times[False])
+    return first, second, ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=15, help="timed steps per network, form and round")
@@ -82,14 +97,7 @@ def main() -> None:
     print(f"{'network':24s} {'plain ms/step':>14s} {'fused ms/step':>14s} {'ratio':>7s}  (median of {args.rounds} rounds)")
     for name, make in NETWORKS.items():
         genotype = make()
-        plain, fused, ratios = [], [], []
-        for round_ in range(args.rounds):
-            # Alternate which form goes first, so a drift of the machine's speed favours neither.
-            order = (True, False) if round_ % 2 == 0 else (False, True)
-            times = {form: step_seconds(genotype, args.steps, form) for form in order}
-            plain.append(times[True])
-            fused.append(times[False])
-            ratios.append(times[True] / times[False])
+        plain, fused, ratios = side_by_side(lambda plain_form: step_seconds(genotype, args.steps, plain_form), args.rounds)
         row = {"network": name, "genotype": genotype.short(), "plain_ms_per_step": round(statistics.median(plain) * 1e3, 2),
                "fused_ms_per_step": round(statistics.median(fused) * 1e3, 2), "ratio": round(statistics.median(ratios), 3),
                "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3), "batch": BATCH,

@@ -44,7 +44,7 @@ from bitnas.spaces.quantizers import plain_autograd
 sys.path.insert(0, str(Path(__file__).parent))
 from _output import write_csv  # noqa: E402
 from recipe import float_twin  # noqa: E402
-from training_speed import NETWORKS, step_seconds  # noqa: E402
+from training_speed import NETWORKS, side_by_side, step_seconds  # noqa: E402
 
 OUT = Path("results/bench")
 BEFORE_EVALUATION_BATCH = 512
@@ -69,14 +69,7 @@ def measure(name: str, genotype: Genotype, data, rounds: int) -> dict:
     torch.manual_seed(0)
     model = build_model(genotype)
     validation_seconds(model, data, before=False)  # warm-up: numba's kernels load, memory is touched
-    before, now, ratios = [], [], []
-    for round_ in range(rounds):
-        # Alternate which goes first, so a drift of the machine's speed favours neither.
-        order = (True, False) if round_ % 2 == 0 else (False, True)
-        times = {form: validation_seconds(model, data, form) for form in order}
-        before.append(times[True])
-        now.append(times[False])
-        ratios.append(times[True] / times[False])
+    before, now, ratios = side_by_side(lambda before_form: validation_seconds(model, data, before_form), rounds)
     batch = BINARY_RETRAINING["batch_size"]
     step = step_seconds(genotype, steps=10, plain=False, batch=batch)
     steps_per_epoch = math.ceil(len(data.train) / batch)
