@@ -12,6 +12,17 @@ and its front dominates all 7 small references in at least 4 of 5 seeds. A refer
 dominated as the search judges it: on the single measurements, or with the latency of its closest
 front members timed against it side by side (search/latency_check.py).
 
+Two hypervolumes, both with one reference point for the whole run:
+- at the search's configured point (accuracy 0, 10 ms, 100 uJ): the figure the search logs. It
+  saturates: every network here lies far inside that box, so it grows little with anything but the
+  best accuracy. No front can exceed 1000 (accuracy 1 at no cost), nor in practice the volume of
+  the run's ideal point (the best accuracy, latency and energy any front or reference reached, as
+  one network), printed as the ceiling;
+- in the hand designs' box (`box HV`): the references' worst accuracy, latency and energy as the
+  reference point, latency and energy on log scales (a network twice as fast gains the same
+  wherever it lies). It measures how much of the region where a network beats the weakest hand
+  design in every objective a front covers, which is what a user runs the search for.
+
     python benchmarks/search_quality.py --quick     # 3-minute studies, 3 seeds, every strategy
     python benchmarks/search_quality.py             # 10-minute studies, 5 seeds, random from scratch
                                                      # and the quick run's two best strategies
@@ -19,7 +30,9 @@ front members timed against it side by side (search/latency_check.py).
     python benchmarks/search_quality.py --quick --strategies random-scratch,neighbours-scratch --tag neighbours
 
 Resumable: every finished study leaves its row under results/bench/search_quality/<run>/ and is
-never run again (kill it and run the same command to go on). Writes results/bench/search_quality.csv
+never run again (kill it and run the same command to go on). The rows, the side-by-side verdicts
+and the references' points are tracked by git, so a run can go on in a later checkout on the same
+kind of CPU (the references' latencies are that CPU's; another CPU is refused). Writes results/bench/search_quality.csv
 (one row per study) and results/bench/search_quality.png (the fronts as points).
 """
 
@@ -28,6 +41,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -49,7 +63,7 @@ from bitnas.evaluators.evaluate import evaluate  # noqa: E402
 from bitnas.evaluators.latency import cpu_model  # noqa: E402
 from bitnas.search.config import SearchConfig  # noqa: E402
 from bitnas.search.objectives import objectives_for  # noqa: E402
-from bitnas.search.pareto import dominates  # noqa: E402
+from bitnas.search.pareto import dominates, hypervolume  # noqa: E402
 from bitnas.search.report import front_hypervolume, trials_frame  # noqa: E402
 from bitnas.search.requests import eval_request  # noqa: E402
 
@@ -75,12 +89,23 @@ STRATEGIES = {
     # random, the same as neighbours-scratch (results/README.md), so it stays an experiment.
     "allrefs-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 2,
                         "references": ["bireal_small", "mobilenetv2_small", "mobilenetv2_int8_small"]},
+    # The default strategy in the default space widened to hold reactnet_small too (stage widths 32,
+    # 64 and 128 added: a ReActNet block is cheap only where the width doubles at a stride, and the
+    # default space cannot chain 32/64/128), with its 4 cheaper neighbours queued after the default
+    # references' 8: aimed at the one reference no front had dominated.
+    "reactnet-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
+                         "references": [*SearchConfig().references, "reactnet_small"],
+                         "space": {"stages": [{"stride": 1, "widths": [8, 16, 24, 32]},
+                                              {"stride": 2, "widths": [16, 24, 32, 48, 64]},
+                                              {"stride": 2, "widths": [32, 48, 64, 128]},
+                                              {"stride": 1, "widths": [48, 64, 96], "depths": [0, 1, 2]}]}},
     # The same first trials, then Pareto local search: half the proposals are one-step neighbours of
     # the study's current front (search/local_search.py), the other half random.
     "local-scratch": {"sampler": "local", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
                       "references": list(SearchConfig().references)},
 }
-# The keys that name a strategy; `references` only says where the neighbours come from.
+# The keys that name a strategy; `references` only says where the neighbours come from, `space`
+# (where given) replaces the default space.
 STRATEGY_KEYS = ("sampler", "evaluation", "schedule", "reference_neighbours")
 # `--trials` sizes the guided samplers (TPE's start-up, NSGA-II's population), so for them it is
 # set near the trials the time allows here (about 25 a minute with a supernet, measured); random
@@ -89,17 +114,25 @@ GUIDED_TRIALS_PER_MINUTE, UNSIZED_TRIALS = 25, 10_000
 UNSIZED_SAMPLERS = ("random", "local")  # local search's random half and its front need no budget either
 COLOURS = {"random-scratch": "tab:grey", "asha-scratch": "tab:green", "supernet-random": "tab:purple",
            "supernet-tpe": "tab:orange", "supernet-nsga2": "tab:blue", "neighbours-scratch": "tab:red",
-           "local-scratch": "tab:brown", "allrefs-scratch": "tab:pink"}
+           "local-scratch": "tab:brown", "allrefs-scratch": "tab:pink",
+           "reactnet-scratch": "tab:olive"}
 
 
-def reference_points(folder: Path, objectives, config: SearchConfig) -> dict[str, list[float]]:
+def reference_points(folder: Path, objectives, config: SearchConfig, cpu: str) -> dict[str, list[float]]:
     """Each small reference architecture trained at the final budget and measured like a trial
-    (seed 0's split); kept in the run's folder, so a resumed run does not train them again."""
+    (seed 0's split); kept in the run's folder, so a resumed run does not train them again. Their
+    latency is this CPU's: a run measured on one CPU does not go on on another."""
     from bitnas.spaces.baselines import small_baselines
 
     path = folder / "references.json"
     if path.exists():
-        return json.loads(path.read_text())
+        saved = json.loads(path.read_text())
+        if "points" not in saved:  # written before the CPU was kept with them
+            return saved
+        if saved["cpu"] != cpu:
+            sys.exit(f"{folder} was measured on {saved['cpu']}, this machine is {cpu}: its latencies would not "
+                     f"compare; run it here under another --tag (or delete {folder})")
+        return saved["points"]
     data = load_dataset(config.dataset, 0)
     request = eval_request(config.model_copy(update={"seed": 0}), 0)
     points = {}
@@ -110,7 +143,7 @@ def reference_points(folder: Path, objectives, config: SearchConfig) -> dict[str
         print(f"  reference {name:<22} " + "  ".join(f"{o.name} {v:.4g}" for o, v in zip(objectives, points[name])),
               flush=True)
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(points))
+    path.write_text(json.dumps({"cpu": cpu, "points": points}))
     return points
 
 
@@ -149,9 +182,35 @@ def run_study(folder: Path, strategy: str, seed: int, minutes: float, objectives
     row = {"strategy": strategy, "seed": seed, "minutes": minutes, "trials": int((frame["fidelity"] != "final").sum()),
            "finalists": int((frame["fidelity"] == "final").sum()), "wall_s": round(seconds, 1),
            "hypervolume": front_hypervolume(frame, objectives, config.hypervolume_reference),
-           "front": [[float(row[o.name]) for o in objectives] for _, row in front.iterrows()]}
+           "front": [[float(row[o.name]) for o in objectives] for _, row in front.iterrows()],
+           "cpu": f"{cpu_model()} ({isa_path()})"}
     done_file.write_text(json.dumps(row))
     return row
+
+
+def box_reference(references: dict[str, list[float]], objectives) -> list[float]:
+    """The reference point of `box HV`: the hand designs' worst value of each objective."""
+    points = [[o.minimised(v) for o, v in zip(objectives, point)] for point in references.values()]
+    return [max(column) for column in zip(*points)]
+
+
+def box_hypervolume(front: list[list[float]], box: list[float], objectives) -> float:
+    """Hypervolume of `front` bounded by `box` (minimised coordinates), with every minimised cost
+    (latency, energy, ...) on a log scale: the volume is then a product of accuracy gained over the
+    weakest design and the factors by which the costs beat the dearest ones."""
+    def scaled(value: float, objective) -> float:
+        return value if objective.direction == "maximize" else math.log(max(value, 1e-12))
+
+    points = [[scaled(o.minimised(v), o) for o, v in zip(objectives, point)] for point in front]
+    return hypervolume(points, [scaled(v, o) for o, v in zip(objectives, box)])
+
+
+def ceiling(rows: list[dict], references: dict[str, list[float]], objectives, reference: dict[str, float]) -> float:
+    """The configured hypervolume of the run's ideal point: the best value of every objective over
+    all fronts and references, as one network. No front of this run scores more."""
+    points = [p for row in rows for p in row["front"]] + list(references.values())
+    ideal = [min(o.minimised(p[i]) for p in points) for i, o in enumerate(objectives)]
+    return hypervolume([ideal], [o.minimised(reference[o.name]) for o in objectives])
 
 
 def dominated_references(front: list[list[float]], references: dict[str, list[float]], objectives) -> list[str]:
@@ -178,6 +237,8 @@ def dominated_side_by_side(folder: Path, row: dict, references: dict[str, list[f
     path = results / "side_by_side.json"
     if path.exists():
         return json.loads(path.read_text())
+    if not (results / "optuna.journal").exists():  # a row carried over from another checkout without its check
+        sys.exit(f"{path} is missing and so is the study it would be timed from: delete {results} to run it again")
     study = load_quality_study(results)
     frame = trials_frame(study, objectives)
     front = frame[frame["pareto"]]
@@ -266,7 +327,7 @@ def main() -> None:
     print(f"{len(strategies)} strategies x {len(seeds)} seeds, {minutes:g}-minute studies; fronts at "
           f"{config.training.epochs:g} epoch(s) from scratch; {folder}", flush=True)
     print(f"reference architectures ({config.training.epochs:g} epoch(s) from scratch):", flush=True)
-    references = reference_points(folder, objectives, config)
+    references = reference_points(folder, objectives, config, cpu)
     rows = []
     for seed in seeds:  # seed-major: a run stopped early still compares every strategy
         for strategy in strategies:
@@ -277,25 +338,39 @@ def main() -> None:
             print(f"  {strategy:<16} seed {seed}: {row['trials']:>4} trials, {row['finalists']} finalists, "
                   f"{row['wall_s']:.0f} s; hypervolume {row['hypervolume']:.4g}, dominates "
                   f"{len(row['dominated'])}/{len(references)} references", flush=True)
+    box = box_reference(references, objectives)
+    for row in rows:
+        row["box_hypervolume"] = box_hypervolume(row["front"], box, objectives)
     volumes = {s: [r["hypervolume"] for r in rows if r["strategy"] == s] for s in strategies}
     medians = {s: statistics.median(v) for s, v in volumes.items()}
+    boxes = {s: [r["box_hypervolume"] for r in rows if r["strategy"] == s] for s in strategies}
+    box_medians = {s: statistics.median(v) for s, v in boxes.items()}
+    top = ceiling(rows, references, objectives, config.hypervolume_reference)
     default = next((name for name, keys in STRATEGIES.items()
                     if all(getattr(config, key) == keys[key] for key in STRATEGY_KEYS)), None)
-    print(f"\n{'strategy':<16} {'trials':>7} {'median HV':>10} {'range':>19} {'vs random':>9} "
-          f"{'references dominated (per seed)':>32}")
+    print(f"\n{'strategy':<18} {'trials':>6} {'median HV':>10} {'range':>13} {'vs random':>9} "
+          f"{'box HV':>7} {'range':>11} {'vs random':>9}  references dominated (per seed)")
     for strategy in strategies:
         counts = [len(r["dominated"]) for r in rows if r["strategy"] == strategy]
         trials = statistics.median(r["trials"] for r in rows if r["strategy"] == strategy)
         low, high = min(volumes[strategy]), max(volumes[strategy])
-        print(f"{strategy:<16} {trials:>7.0f} {medians[strategy]:>10.4g} {f'{low:.4g}-{high:.4g}':>19} "
-              f"{medians[strategy] / medians[BASELINE]:>8.2f}x {str(counts):>32}")
-    print(f"default strategy {default!r}; reference point {config.hypervolume_reference}; cpu {cpu}")
+        box_low, box_high = min(boxes[strategy]), max(boxes[strategy])
+        print(f"{strategy:<18} {trials:>6.0f} {medians[strategy]:>10.4g} {f'{low:.4g}-{high:.4g}':>13} "
+              f"{medians[strategy] / medians[BASELINE]:>8.2f}x {box_medians[strategy]:>7.3f} "
+              f"{f'{box_low:.3f}-{box_high:.3f}':>11} {_ratio(box_medians[strategy], box_medians[BASELINE]):>9}  {counts}")
+    print(f"default strategy {default!r}; reference point {config.hypervolume_reference}: no front of this run can "
+          f"exceed {top:.4g} ({top / medians[BASELINE]:.2f}x random's median); box HV's reference point (the "
+          f"references' worst) {dict(zip(config.objectives, (abs(v) for v in box)))}; cpu {cpu}")
     csv_path = OUT / (f"search_quality_{args.tag}.csv" if args.tag else
                       "search_quality_quick.csv" if args.quick else "search_quality.csv")
     write_csv(csv_path, [{"strategy": r["strategy"], "seed": r["seed"], "minutes": minutes, "trials": r["trials"],
                           "finalists": r["finalists"], "wall_s": r["wall_s"], "hypervolume": round(r["hypervolume"], 4),
                           "vs_random_median": round(r["hypervolume"] / medians[BASELINE], 3),
-                          "references_dominated": len(r["dominated"]), "references": len(references), "cpu": cpu}
+                          "hypervolume_ceiling": round(top, 4), "box_hypervolume": round(r["box_hypervolume"], 4),
+                          "box_vs_random_median": _ratio(r["box_hypervolume"], box_medians[BASELINE]).rstrip("x"),
+                          "references_dominated": len(r["dominated"]), "references": len(references),
+                          "undominated": " ".join(name for name in references if name not in r["dominated"]),
+                          "cpu": r.get("cpu", cpu)}
                          for r in rows])
     png_path = csv_path.with_suffix(".png")
     plot(rows, references, objectives, png_path, minutes)
@@ -303,8 +378,14 @@ def main() -> None:
     if args.json:
         print(json.dumps({"minutes": minutes, "median_hypervolume": medians, "default_strategy": default,
                           "vs_random": {s: medians[s] / medians[BASELINE] for s in strategies},
-                          "references": references,
+                          "hypervolume_ceiling": top, "median_box_hypervolume": box_medians,
+                          "box_reference": box, "references": references,
                           "dominated": {f"{r['strategy']}-{r['seed']}": r["dominated"] for r in rows}}))
+
+
+def _ratio(value: float, baseline: float) -> str:
+    """value / baseline as '1.23x', or 'inf' where the baseline front covers none of the box."""
+    return f"{value / baseline:.2f}x" if baseline > 0 else ("inf" if value > 0 else "1.00x")
 
 
 if __name__ == "__main__":
