@@ -30,10 +30,13 @@ Two hypervolumes, both with one reference point for the whole run:
     python benchmarks/search_quality.py --quick --strategies random-scratch,neighbours-scratch --tag neighbours
 
 Resumable: every finished study leaves its row under results/bench/search_quality/<run>/ and is
-never run again (kill it and run the same command to go on). The rows, the side-by-side verdicts
-and the references' points are tracked by git, so a run can go on in a later checkout on the same
-kind of CPU (the references' latencies are that CPU's; another CPU is refused). Writes results/bench/search_quality.csv
-(one row per study) and results/bench/search_quality.png (the fronts as points).
+never run again (kill it and run the same command to go on). The rows, the side-by-side verdicts,
+the references' points and the strategies' settings are tracked by git, so a run can go on in a
+later checkout: on the same kind of CPU (the references' latencies are that CPU's) and with the
+same strategies (settings.json: a strategy whose settings have changed since, e.g. with the
+default space, runs no further study; its finished rows are still read into the table). Writes
+results/bench/search_quality.csv (one row per study) and results/bench/search_quality.png (the
+fronts as points).
 """
 
 from __future__ import annotations
@@ -66,11 +69,15 @@ from bitnas.search.objectives import objectives_for  # noqa: E402
 from bitnas.search.pareto import dominates, hypervolume  # noqa: E402
 from bitnas.search.report import front_hypervolume, trials_frame  # noqa: E402
 from bitnas.search.requests import eval_request  # noqa: E402
+from bitnas.spaces.space import SpaceConfig  # noqa: E402
 
 from _output import write_csv  # noqa: E402
 
 OUT = Path("results/bench")
 BASELINE = "random-scratch"
+# The default space's stages before widths 32/64/128 were added (the strategies measured in it keep it).
+EARLIER_SPACE = {"stages": [{"stride": 1, "widths": [8, 16, 24]}, {"stride": 2, "widths": [16, 24, 32, 48]},
+                            {"stride": 2, "widths": [32, 48, 64]}, {"stride": 1, "widths": [48, 64, 96], "depths": [0, 1, 2]}]}
 # Strategy -> the config keys it sets (everything else is the default config).
 STRATEGIES = {
     "random-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 0},
@@ -78,34 +85,36 @@ STRATEGIES = {
     "supernet-random": {"sampler": "random", "evaluation": "supernet", "schedule": "none", "reference_neighbours": 0},
     "supernet-tpe": {"sampler": "tpe", "evaluation": "supernet", "schedule": "none", "reference_neighbours": 0},
     "supernet-nsga2": {"sampler": "nsga2", "evaluation": "supernet", "schedule": "none", "reference_neighbours": 0},
-    # Random search whose first trials are the cheaper one-step neighbours of the default references
-    # (both lie in the default space; search/neighbours.py); they are evaluated in the study too
+    # Random search whose first trials are the cheaper one-step neighbours of bireal_small and
+    # mobilenetv2_int8_small (search/neighbours.py), in the space both lie in: the default strategy
+    # until the box run below chose reactnet-scratch. The references are evaluated in the study too
     # (it is where the neighbours come from), on the study's own clock, as the default search does.
     "neighbours-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
-                           "references": list(SearchConfig().references)},
-    # Random search after two cheaper neighbours of every small reference the default space can
-    # express (the float MobileNetV2 too, which no neighbours-scratch front had dominated on an
-    # AVX2 EPYC), not four of the two default references only. Measured on a Zen 4 EPYC: 1.06x
-    # random, the same as neighbours-scratch (results/README.md), so it stays an experiment.
+                           "references": ["bireal_small", "mobilenetv2_int8_small"], "space": EARLIER_SPACE},
+    # Random search after two cheaper neighbours of every small reference that space can express
+    # (the float MobileNetV2 too, which no neighbours-scratch front had dominated on an AVX2 EPYC).
+    # Measured on a Zen 4 EPYC: 1.06x random, the same as neighbours-scratch (results/README.md).
     "allrefs-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 2,
-                        "references": ["bireal_small", "mobilenetv2_small", "mobilenetv2_int8_small"]},
-    # The default strategy in the default space widened to hold reactnet_small too (stage widths 32,
-    # 64 and 128 added: a ReActNet block is cheap only where the width doubles at a stride, and the
-    # default space cannot chain 32/64/128), with its 4 cheaper neighbours queued after the default
-    # references' 8: aimed at the one reference no front had dominated.
+                        "references": ["bireal_small", "mobilenetv2_small", "mobilenetv2_int8_small"],
+                        "space": EARLIER_SPACE},
+    # neighbours-scratch in a space widened to hold reactnet_small too (stage widths 32, 64 and 128:
+    # a ReActNet block is cheap only where the width doubles at a stride, and the earlier space
+    # cannot chain 32/64/128), with its 4 cheaper neighbours queued after the other two references'
+    # 8: aimed at the one reference no front had dominated. The default since --quick --tag box
+    # (references dominated 5/5/5 of 7 per seed against 3/2/5; box hypervolume 2.16x random's).
     "reactnet-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
-                         "references": [*SearchConfig().references, "reactnet_small"],
+                         "references": ["bireal_small", "mobilenetv2_int8_small", "reactnet_small"],
                          "space": {"stages": [{"stride": 1, "widths": [8, 16, 24, 32]},
                                               {"stride": 2, "widths": [16, 24, 32, 48, 64]},
                                               {"stride": 2, "widths": [32, 48, 64, 128]},
                                               {"stride": 1, "widths": [48, 64, 96], "depths": [0, 1, 2]}]}},
-    # The same first trials, then Pareto local search: half the proposals are one-step neighbours of
-    # the study's current front (search/local_search.py), the other half random.
+    # neighbours-scratch's first trials, then Pareto local search: half the proposals are one-step
+    # neighbours of the study's current front (search/local_search.py), the other half random.
     "local-scratch": {"sampler": "local", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
-                      "references": list(SearchConfig().references)},
+                      "references": ["bireal_small", "mobilenetv2_int8_small"], "space": EARLIER_SPACE},
 }
-# The keys that name a strategy; `references` only says where the neighbours come from, `space`
-# (where given) replaces the default space.
+# The keys that name a strategy besides `references` (where its neighbours come from) and `space`
+# (where given, it replaces the default space; otherwise a strategy searches the default space).
 STRATEGY_KEYS = ("sampler", "evaluation", "schedule", "reference_neighbours")
 # `--trials` sizes the guided samplers (TPE's start-up, NSGA-II's population), so for them it is
 # set near the trials the time allows here (about 25 a minute with a supernet, measured); random
@@ -118,10 +127,11 @@ COLOURS = {"random-scratch": "tab:grey", "asha-scratch": "tab:green", "supernet-
            "reactnet-scratch": "tab:olive"}
 
 
-def reference_points(folder: Path, objectives, config: SearchConfig, cpu: str) -> dict[str, list[float]]:
+def reference_points(folder: Path, objectives, config: SearchConfig, cpu: str | None) -> dict[str, list[float]]:
     """Each small reference architecture trained at the final budget and measured like a trial
     (seed 0's split); kept in the run's folder, so a resumed run does not train them again. Their
-    latency is this CPU's: a run measured on one CPU does not go on on another."""
+    latency is that CPU's: a run measured on one CPU runs no study on another (`cpu` None: none
+    is to run, the table is only read back)."""
     from bitnas.spaces.baselines import small_baselines
 
     path = folder / "references.json"
@@ -129,7 +139,7 @@ def reference_points(folder: Path, objectives, config: SearchConfig, cpu: str) -
         saved = json.loads(path.read_text())
         if "points" not in saved:  # written before the CPU was kept with them
             return saved
-        if saved["cpu"] != cpu:
+        if cpu is not None and saved["cpu"] != cpu:
             sys.exit(f"{folder} was measured on {saved['cpu']}, this machine is {cpu}: its latencies would not "
                      f"compare; run it here under another --tag (or delete {folder})")
         return saved["points"]
@@ -186,6 +196,39 @@ def run_study(folder: Path, strategy: str, seed: int, minutes: float, objectives
            "cpu": f"{cpu_model()} ({isa_path()})"}
     done_file.write_text(json.dumps(row))
     return row
+
+
+def effective_settings(strategy: str) -> dict:
+    """What a strategy's studies run with, the default space written out: a run resumed after the
+    defaults changed would otherwise mix two different strategies under one name."""
+    keys = STRATEGIES[strategy]
+    space = SpaceConfig.model_validate(keys["space"]) if "space" in keys else SearchConfig().space
+    return {**{key: keys[key] for key in STRATEGY_KEYS}, "references": list(keys.get("references", [])),
+            "space": space.model_dump(mode="json")}
+
+
+def check_settings(folder: Path, strategies: list[str]) -> None:
+    """Record the settings of each strategy about to run studies in the run's folder, or refuse to go
+    on where they changed (finished studies are only read back, whatever the code says now)."""
+    path = folder / "settings.json"
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    for strategy in strategies:
+        now = effective_settings(strategy)
+        if strategy in saved and saved[strategy] != now:
+            changed = [key for key in now if saved[strategy].get(key) != now[key]]
+            sys.exit(f"{strategy} has changed since {folder} began ({', '.join(changed)}): its studies would not "
+                     f"compare; run it under another --tag (or delete {folder})")
+        saved[strategy] = now
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved, indent=1))
+
+
+def is_default(keys: dict, config: SearchConfig) -> bool:
+    """Whether a strategy is what `bitnas search` does with its defaults."""
+    settings = config.model_copy(update={key: keys[key] for key in STRATEGY_KEYS})
+    if "space" in keys:
+        settings = settings.model_copy(update={"space": SpaceConfig.model_validate(keys["space"])})
+    return (settings == config and tuple(keys.get("references", config.references)) == config.references)
 
 
 def box_reference(references: dict[str, list[float]], objectives) -> list[float]:
@@ -327,7 +370,9 @@ def main() -> None:
     print(f"{len(strategies)} strategies x {len(seeds)} seeds, {minutes:g}-minute studies; fronts at "
           f"{config.training.epochs:g} epoch(s) from scratch; {folder}", flush=True)
     print(f"reference architectures ({config.training.epochs:g} epoch(s) from scratch):", flush=True)
-    references = reference_points(folder, objectives, config, cpu)
+    pending = [s for s in strategies if any(not (folder / f"{s}-{seed}" / "row.json").exists() for seed in seeds)]
+    check_settings(folder, pending)
+    references = reference_points(folder, objectives, config, cpu if pending else None)
     rows = []
     for seed in seeds:  # seed-major: a run stopped early still compares every strategy
         for strategy in strategies:
@@ -346,8 +391,7 @@ def main() -> None:
     boxes = {s: [r["box_hypervolume"] for r in rows if r["strategy"] == s] for s in strategies}
     box_medians = {s: statistics.median(v) for s, v in boxes.items()}
     top = ceiling(rows, references, objectives, config.hypervolume_reference)
-    default = next((name for name, keys in STRATEGIES.items()
-                    if all(getattr(config, key) == keys[key] for key in STRATEGY_KEYS)), None)
+    default = next((name for name in [*strategies, *STRATEGIES] if is_default(STRATEGIES[name], config)), None)
     print(f"\n{'strategy':<18} {'trials':>6} {'median HV':>10} {'range':>13} {'vs random':>9} "
           f"{'box HV':>7} {'range':>11} {'vs random':>9}  references dominated (per seed)")
     for strategy in strategies:

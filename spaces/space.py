@@ -56,11 +56,16 @@ class StageChoices(BaseModel):
 def _default_stages() -> tuple[StageChoices, ...]:
     # Three stages as in the small hand designs (bireal_small: 16/32/64), and an optional fourth at
     # 7x7 so that the space also holds the 8-bit MobileNetV2 (16/24/32/64, stride 1 last): a search
-    # starts from both default references' cheaper neighbours (search/neighbours.py).
+    # starts from the default references' cheaper neighbours (search/neighbours.py). Widths 32, 64
+    # and 128 let it hold reactnet_small (32/64/128) too: a ReActNet block is cheap only where the
+    # width doubles at a stride (its 1x1 shortcut duplicates channels instead of an FP conv), so a
+    # 24/48/64 twin measured 2x its latency and 4x its energy. With them, and reactnet_small's
+    # neighbours queued, benchmarks/search_quality.py --quick --tag box dominated 5/5/5 of the 7
+    # references per seed against 3/2/5 (box hypervolume 2.16x random search against 1.23x).
     return (
-        StageChoices(stride=1, widths=(8, 16, 24)),
-        StageChoices(stride=2, widths=(16, 24, 32, 48)),
-        StageChoices(stride=2, widths=(32, 48, 64)),
+        StageChoices(stride=1, widths=(8, 16, 24, 32)),
+        StageChoices(stride=2, widths=(16, 24, 32, 48, 64)),
+        StageChoices(stride=2, widths=(32, 48, 64, 128)),
         StageChoices(stride=1, widths=(48, 64, 96), depths=(0, 1, 2)),
     )
 
@@ -80,8 +85,8 @@ class SpaceConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # The default space holds both default references (bireal_small, mobilenetv2_int8_small), so a
-    # search starts from their cheaper neighbours. 5x5 kernels cost 2-5x more training time per
+    # The default space holds the three default references (bireal_small, mobilenetv2_int8_small,
+    # reactnet_small), so a search starts from their cheaper neighbours. 5x5 kernels cost 2-5x more training time per
     # step on a CPU and are opt-in (configs/default.yaml lists them).
     blocks: tuple[str, ...] = Field(("binary", "float", "reactnet", "dwsep", "mbconv"), min_length=1)
     stem_widths: tuple[int, ...] = Field((8, 16), min_length=1)

@@ -15,21 +15,21 @@ GEOMETRY = {"input_size": 28, "in_channels": 1, "num_classes": 10}
 
 def test_a_reference_in_the_space_has_an_assignment_and_one_outside_has_none():
     space = SearchConfig().space
-    # bireal_small's three stages leave the default space's optional fourth out (depth 0); the
-    # 8-bit MobileNetV2 uses all four, an 8-bit stem and an 8-bit head conv.
-    for name, depth in (("bireal_small", 0), ("mobilenetv2_int8_small", 2)):
+    # bireal_small's and reactnet_small's three stages leave the default space's optional fourth out
+    # (depth 0); the 8-bit MobileNetV2 uses all four, an 8-bit stem and an 8-bit head conv.
+    for name, depth in (("bireal_small", 0), ("reactnet_small", 0), ("mobilenetv2_int8_small", 2)):
         reference = baseline_genotype(name, **GEOMETRY)
         params = params_of(space, reference)
         assert params is not None and space.decode(params, **GEOMETRY).hash() == reference.hash()
         assert params["s3_depth"] == depth
-    # ReActNet blocks with a stem of 32 channels: the default space offers 8 or 16
-    assert params_of(space, baseline_genotype("reactnet_small", **GEOMETRY)) is None
+    # XNOR-Net blocks: not among the default space's blocks
+    assert params_of(space, baseline_genotype("xnor_small", **GEOMETRY)) is None
     three_stages = SearchConfig(space={"stages": [{"stride": 1, "widths": [16]}, {"stride": 2, "widths": [32]},
                                                   {"stride": 2, "widths": [64]}]}).space
     assert params_of(three_stages, baseline_genotype("mobilenetv2_int8_small", **GEOMETRY)) is None
 
 
-@pytest.mark.parametrize("name", ["bireal_small", "mobilenetv2_int8_small"])
+@pytest.mark.parametrize("name", ["bireal_small", "mobilenetv2_int8_small", "reactnet_small"])
 def test_neighbours_shrink_one_parameter_and_cost_less_than_the_reference(name):
     config = SearchConfig()
     reference = baseline_genotype(name, **GEOMETRY)
@@ -51,7 +51,7 @@ def test_neighbours_shrink_one_parameter_and_cost_less_than_the_reference(name):
     shares = [n.ops / ops for n in neighbours]
     assert shares == sorted(shares, reverse=True)  # the smallest step down first
     assert cheaper_neighbours(config.space, name, GEOMETRY, config.energy_profile, limit=3) == neighbours[:3]
-    assert cheaper_neighbours(config.space, "reactnet_small", GEOMETRY, config.energy_profile, limit=3) == []
+    assert cheaper_neighbours(config.space, "xnor_small", GEOMETRY, config.energy_profile, limit=3) == []
 
 
 def _study() -> optuna.Study:
@@ -62,8 +62,9 @@ def test_a_new_study_asks_the_neighbours_first_and_a_resumed_one_is_not_seeded_a
     config = SearchConfig(reference_neighbours=3)
     study, said = _study(), []
     chosen = seed_study(study, config, GEOMETRY, said.append)
-    assert [n.reference for n in chosen] == ["bireal_small"] * 3 + ["mobilenetv2_int8_small"] * 3
-    assert "bireal_small" in said[0] and "mobilenetv2_int8_small" in said[0]
+    assert [n.reference for n in chosen] == (["bireal_small"] * 3 + ["mobilenetv2_int8_small"] * 3
+                                             + ["reactnet_small"] * 3)
+    assert all(name in said[0] for name in ("bireal_small", "mobilenetv2_int8_small", "reactnet_small"))
     for neighbour in chosen:
         trial = study.ask()
         params = {name: trial.suggest_categorical(name, choices) for name, choices in config.space.choices().items()}
@@ -73,5 +74,5 @@ def test_a_new_study_asks_the_neighbours_first_and_a_resumed_one_is_not_seeded_a
         study.tell(trial, [0.5, 1.0, 1.0])
     assert seed_study(study, config, GEOMETRY, said.append) == []  # it has trials: left as it is
     assert seed_study(_study(), SearchConfig(reference_neighbours=0), GEOMETRY, said.append) == []
-    assert seed_study(_study(), SearchConfig(references=["reactnet_small"]), GEOMETRY, said.append) == []
+    assert seed_study(_study(), SearchConfig(references=["xnor_small"]), GEOMETRY, said.append) == []
     assert len(seed_study(_study(), SearchConfig(trials=2), GEOMETRY, said.append)) == 2  # never more than --trials

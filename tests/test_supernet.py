@@ -42,7 +42,7 @@ def test_the_largest_network_is_the_most_precise_and_widest():
     space = SearchConfig().space
     genotype = space.decode(extreme_params(space, True, random.Random(0)), **MNIST)
     assert [s.block for s in genotype.stages] == ["float"] * 4  # 32/32 bits, listed before reactnet/dwsep at 32
-    assert [s.width for s in genotype.stages] == [24, 48, 64, 96] and all(s.depth == 2 for s in genotype.stages)
+    assert [s.width for s in genotype.stages] == [32, 64, 128, 96] and all(s.depth == 2 for s in genotype.stages)
     assert (genotype.stem_width, genotype.stem_bits, genotype.head_width, genotype.head_bits) == (16, 32, 128, 32)
 
 

@@ -1,16 +1,19 @@
-"""The strategy benchmark's two hypervolumes (benchmarks/search_quality.py): the hand designs' box
-(references' worst values as the reference point, costs on log scales) and the ceiling of the
-configured one, checked against volumes worked out by hand."""
+"""The strategy benchmark's bookkeeping (benchmarks/search_quality.py): its two hypervolumes (the hand
+designs' box: the references' worst values as the reference point, costs on log scales; and the
+ceiling of the configured one), checked against volumes worked out by hand; which strategy is the
+default; and a run that refuses to go on once a strategy's settings have changed."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
 
 import pytest
 
+from bitnas.search.config import SearchConfig
 from bitnas.search.objectives import objectives_for
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -62,3 +65,26 @@ def test_the_ceiling_is_the_volume_of_the_run_s_best_values_as_one_network(searc
         front = [[o.minimised(v) for o, v in zip(OBJECTIVES, point)] for point in row["front"]]
         volume = search_quality.hypervolume(front, [0.0, 10.0, 100.0])
         assert volume <= expected
+
+
+def test_the_default_strategy_is_the_one_bitnas_search_runs_with_its_defaults(search_quality):
+    defaults = [name for name, keys in search_quality.STRATEGIES.items()
+                if search_quality.is_default(keys, SearchConfig())]
+    assert defaults == ["reactnet-scratch"]
+    earlier = SearchConfig(references=["bireal_small", "mobilenetv2_int8_small"], space=search_quality.EARLIER_SPACE)
+    assert [name for name, keys in search_quality.STRATEGIES.items()
+            if search_quality.is_default(keys, earlier)] == ["neighbours-scratch"]
+
+
+def test_a_run_refuses_to_go_on_once_a_strategy_s_settings_have_changed(search_quality, tmp_path):
+    search_quality.check_settings(tmp_path, ["random-scratch", "reactnet-scratch"])
+    search_quality.check_settings(tmp_path, ["random-scratch", "reactnet-scratch"])  # unchanged: goes on
+    saved = json.loads((tmp_path / "settings.json").read_text())
+    assert saved["random-scratch"]["space"] == SearchConfig().space.model_dump(mode="json")
+    assert saved["reactnet-scratch"]["references"] == ["bireal_small", "mobilenetv2_int8_small", "reactnet_small"]
+    # random search begun in the earlier default space, resumed after the space was widened
+    saved["random-scratch"]["space"]["stages"][0]["widths"] = [8, 16, 24]
+    (tmp_path / "settings.json").write_text(json.dumps(saved))
+    with pytest.raises(SystemExit, match=r"random-scratch has changed since .* \(space\)"):
+        search_quality.check_settings(tmp_path, ["random-scratch", "reactnet-scratch"])
+    search_quality.check_settings(tmp_path, ["reactnet-scratch"])  # the unchanged one alone goes on
