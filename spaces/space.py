@@ -86,8 +86,8 @@ class SpaceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # The default space holds the three default references (bireal_small, mobilenetv2_int8_small,
-    # reactnet_small), so a search starts from their cheaper neighbours. 5x5 kernels cost 2-5x more training time per
-    # step on a CPU and are opt-in (configs/default.yaml lists them).
+    # reactnet_small), so a search starts from their cheaper neighbours. 5x5 kernels cost 2-5x more
+    # training time per step on a CPU and are opt-in (configs/default.yaml lists them).
     blocks: tuple[str, ...] = Field(("binary", "float", "reactnet", "dwsep", "mbconv"), min_length=1)
     stem_widths: tuple[int, ...] = Field((8, 16), min_length=1)
     stages: tuple[StageChoices, ...] = Field(default_factory=_default_stages, min_length=1, max_length=12)
