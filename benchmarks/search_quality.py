@@ -163,9 +163,18 @@ def load_quality_study(results: Path) -> optuna.Study:
         optuna.storages.journal.JournalFileBackend(str(results / "optuna.journal"))))
 
 
+def study_folder(folder: Path, strategy: str, seed: int) -> Path:
+    """Where one study of the run lives (its results; row.json once it has finished)."""
+    return folder / f"{strategy}-{seed}"
+
+
+def cpu_label() -> str:
+    return f"{cpu_model()} ({isa_path()})"
+
+
 def run_study(folder: Path, strategy: str, seed: int, minutes: float, objectives, config: SearchConfig) -> dict:
     """One study, or its row from an earlier run of the benchmark."""
-    results = folder / f"{strategy}-{seed}"
+    results = study_folder(folder, strategy, seed)
     done_file = results / "row.json"
     if done_file.exists():
         return json.loads(done_file.read_text())
@@ -193,7 +202,7 @@ def run_study(folder: Path, strategy: str, seed: int, minutes: float, objectives
            "finalists": int((frame["fidelity"] == "final").sum()), "wall_s": round(seconds, 1),
            "hypervolume": front_hypervolume(frame, objectives, config.hypervolume_reference),
            "front": [[float(row[o.name]) for o in objectives] for _, row in front.iterrows()],
-           "cpu": f"{cpu_model()} ({isa_path()})"}
+           "cpu": cpu_label()}
     done_file.write_text(json.dumps(row))
     return row
 
@@ -203,7 +212,12 @@ def effective_settings(strategy: str) -> dict:
     defaults changed would otherwise mix two different strategies under one name."""
     keys = STRATEGIES[strategy]
     space = SpaceConfig.model_validate(keys["space"]) if "space" in keys else SearchConfig().space
-    return {**{key: keys[key] for key in STRATEGY_KEYS}, "references": list(keys.get("references", [])),
+    return strategy_settings(keys, keys.get("references", []), space)
+
+
+def strategy_settings(keys, references, space: SpaceConfig) -> dict:
+    """The settings that make a strategy, from a strategy's keys or a config alike."""
+    return {**{key: keys[key] for key in STRATEGY_KEYS}, "references": list(references),
             "space": space.model_dump(mode="json")}
 
 
@@ -223,12 +237,12 @@ def check_settings(folder: Path, strategies: list[str]) -> None:
     path.write_text(json.dumps(saved, indent=1))
 
 
-def is_default(keys: dict, config: SearchConfig) -> bool:
-    """Whether a strategy is what `bitnas search` does with its defaults."""
-    settings = config.model_copy(update={key: keys[key] for key in STRATEGY_KEYS})
-    if "space" in keys:
-        settings = settings.model_copy(update={"space": SpaceConfig.model_validate(keys["space"])})
-    return (settings == config and tuple(keys.get("references", config.references)) == config.references)
+def is_default(strategy: str, config: SearchConfig) -> bool:
+    """Whether a strategy is what `bitnas search` does with `config` (its references compared only
+    where the strategy names some: they are where its neighbours come from)."""
+    references = config.references if "references" in STRATEGIES[strategy] else []
+    ran_by_config = strategy_settings({key: getattr(config, key) for key in STRATEGY_KEYS}, references, config.space)
+    return effective_settings(strategy) == ran_by_config
 
 
 def box_reference(references: dict[str, list[float]], objectives) -> list[float]:
@@ -276,7 +290,7 @@ def dominated_side_by_side(folder: Path, row: dict, references: dict[str, list[f
     from bitnas.spaces import Genotype
     from bitnas.spaces.baselines import baseline_genotype
 
-    results = folder / f"{row['strategy']}-{row['seed']}"
+    results = study_folder(folder, row["strategy"], row["seed"])
     path = results / "side_by_side.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -366,11 +380,11 @@ def main() -> None:
     objectives = objectives_for(config.objectives)
     run_name = f"{'quick' if args.quick else 'full'}-{minutes:g}min" + (f"-{args.tag}" if args.tag else "")
     folder = OUT / "search_quality" / run_name
-    cpu = f"{cpu_model()} ({isa_path()})"
+    cpu = cpu_label()
     print(f"{len(strategies)} strategies x {len(seeds)} seeds, {minutes:g}-minute studies; fronts at "
           f"{config.training.epochs:g} epoch(s) from scratch; {folder}", flush=True)
     print(f"reference architectures ({config.training.epochs:g} epoch(s) from scratch):", flush=True)
-    pending = [s for s in strategies if any(not (folder / f"{s}-{seed}" / "row.json").exists() for seed in seeds)]
+    pending = [s for s in strategies if any(not (study_folder(folder, s, seed) / "row.json").exists() for seed in seeds)]
     check_settings(folder, pending)
     references = reference_points(folder, objectives, config, cpu if pending else None)
     rows = []
@@ -391,7 +405,7 @@ def main() -> None:
     boxes = {s: [r["box_hypervolume"] for r in rows if r["strategy"] == s] for s in strategies}
     box_medians = {s: statistics.median(v) for s, v in boxes.items()}
     top = ceiling(rows, references, objectives, config.hypervolume_reference)
-    default = next((name for name in [*strategies, *STRATEGIES] if is_default(STRATEGIES[name], config)), None)
+    default = next((name for name in [*strategies, *STRATEGIES] if is_default(name, config)), None)
     print(f"\n{'strategy':<18} {'trials':>6} {'median HV':>10} {'range':>13} {'vs random':>9} "
           f"{'box HV':>7} {'range':>11} {'vs random':>9}  references dominated (per seed)")
     for strategy in strategies:

@@ -68,12 +68,11 @@ def test_the_ceiling_is_the_volume_of_the_run_s_best_values_as_one_network(searc
 
 
 def test_the_default_strategy_is_the_one_bitnas_search_runs_with_its_defaults(search_quality):
-    defaults = [name for name, keys in search_quality.STRATEGIES.items()
-                if search_quality.is_default(keys, SearchConfig())]
+    defaults = [name for name in search_quality.STRATEGIES if search_quality.is_default(name, SearchConfig())]
     assert defaults == ["reactnet-scratch"]
     earlier = SearchConfig(references=["bireal_small", "mobilenetv2_int8_small"], space=search_quality.EARLIER_SPACE)
-    assert [name for name, keys in search_quality.STRATEGIES.items()
-            if search_quality.is_default(keys, earlier)] == ["neighbours-scratch"]
+    assert [name for name in search_quality.STRATEGIES
+            if search_quality.is_default(name, earlier)] == ["neighbours-scratch"]
 
 
 def test_a_run_refuses_to_go_on_once_a_strategy_s_settings_have_changed(search_quality, tmp_path):
