@@ -13,8 +13,9 @@ block or bit widths, the stem's width, ...). It is kept when its analytic costs 
 than the reference's (energy and OPs, `spaces.genotype_costs` and `evaluators.energy`) and one of
 them is lower, since a network that dominates must not cost more; the kept ones are tried in
 order of how little they give up (the largest share of the reference's OPs first), as the
-likeliest to keep its accuracy. They are ordinary trials of the study (asked from Optuna's queue,
-tagged `neighbour_of`), so they count towards `trials` and the sampler learns from them.
+likeliest to keep its accuracy, after a max pool behind the stem (`_FIRST`: measured to keep it).
+They are ordinary trials of the study (asked from Optuna's queue, tagged `neighbour_of`), so they
+count towards `trials` and the sampler learns from them.
 """
 
 from __future__ import annotations
@@ -28,10 +29,17 @@ from bitnas.spaces.space import SpaceConfig
 # StageSpec field for each per-stage parameter of the space that is not named like it.
 _STAGE_FIELD = {"wbits": "weight_bits", "abits": "activation_bits"}
 # The steps a neighbour may take: parameters that remove computation (channels, blocks, a stage,
-# the head conv). Bit widths and block kinds are left alone: they change which kernels run, and
-# the measured latency does not follow the OPs across kernels (a 4-bit depthwise-separable
+# the head conv, resolution). Bit widths and block kinds are left alone: they change which kernels
+# run, and the measured latency does not follow the OPs across kernels (a 4-bit depthwise-separable
 # network measured 0.42 ms where its 8-bit twin took 0.25 ms), so such a step often costs latency.
-_SHRINKING = ("stem_width", "head_width", "width", "depth", "expansion")
+_SHRINKING = ("stem_width", "stem_pool", "head_width", "width", "depth", "expansion")
+# Steps tried before the smallest ones, whatever they save: halving the resolution after the stem
+# removes half or more of the OPs, yet on 28x28 digits it raised the binary references' one-epoch
+# accuracy (reactnet_small 0.789 / 0.795 -> 0.836 / 0.845 at seeds 0 / 1, bireal_small 0.745 /
+# 0.748 -> 0.811 / 0.835) and cost the 8-bit MobileNetV2 1-3 points (0.960 / 0.963 -> 0.931 /
+# 0.953) at 0.58-0.68x their latency, side by side (benchmarks/stem_pool.py); every other step
+# that large lost more.
+_FIRST = ("stem_pool",)
 
 
 def _shrinks(name: str) -> bool:
@@ -114,7 +122,7 @@ def cheaper_neighbours(space: SpaceConfig, reference: str, geometry: dict, energ
             if candidate_energy <= energy and candidate_ops < ops:
                 found.append(Neighbour(reference, candidate_params, f"{name} {params[name]} -> {value}",
                                        candidate_energy, candidate_ops))
-    found.sort(key=lambda n: (-n.ops / ops, -n.energy_uj / energy, n.change))
+    found.sort(key=lambda n: (n.change.split(" ", 1)[0] not in _FIRST, -n.ops / ops, -n.energy_uj / energy, n.change))
     return found[:limit]
 
 

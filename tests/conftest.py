@@ -38,7 +38,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGINS), os.environ.
 
 # A tiny space on sklearn's 8x8 digits: searches of a few trials take seconds.
 TINY_SPACE = {"blocks": ["float", "binary"], "kernels": [3], "stem_widths": [4, 8],
-              "stem_bits": [32], "head_widths": [0], "head_bits": [32],
+              "stem_pools": [False], "stem_bits": [32], "head_widths": [0], "head_bits": [32],
               "stages": [{"stride": 1, "widths": [4, 8], "depths": [1]}, {"stride": 2, "widths": [8, 16], "depths": [1]}]}
 
 SHARED_STUDY = "views"

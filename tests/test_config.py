@@ -103,7 +103,7 @@ def test_fully_binary_config_samples_only_fully_binary_networks_the_engine_runs_
 
     config = load_config(REPO / "configs" / "fully_binary.yaml")
     choices = config.space.choices()
-    assert config.space.size() == 64
+    assert config.space.size() == 128  # with and without the stem's max pool (the default's stem_pools)
     for values in itertools.product(*choices.values()):
         genotype = config.space.decode(dict(zip(choices, values)), input_size=28, in_channels=1, num_classes=10)
         model = build_model(genotype).eval()

@@ -1,5 +1,6 @@
 """The engine's native fp32 glue (evaluators/engine/glue.py): RPReLU and ReLU bit for bit torch's,
-the fp32 stem conv + BatchNorm, the average pool and the pooled classifier to float32 rounding,
+the stem's max pool bit for bit, the fp32 stem conv + BatchNorm, the average pool and the pooled
+classifier to float32 rounding,
 numbers loaded into a step's module after it ran are the ones it uses, networks compile to these
 steps (downsampling shortcuts included) and a packed file's numbers reach them."""
 
@@ -11,9 +12,9 @@ import torch
 from torch import nn
 
 from bitnas.evaluators.engine import compile_model
-from bitnas.evaluators.engine.glue import (NativeAvgPool, NativeConvBatchNorm, NativePooledClassifier, NativeReLU,
-                                           NativeRPReLU, avg_pool_step, conv_batchnorm_step, pooled_classifier_step,
-                                           relu_step, rprelu_step)
+from bitnas.evaluators.engine.glue import (NativeAvgPool, NativeConvBatchNorm, NativeMaxPool, NativePooledClassifier,
+                                           NativeReLU, NativeRPReLU, avg_pool_step, conv_batchnorm_step, max_pool_step,
+                                           pooled_classifier_step, relu_step, rprelu_step)
 from bitnas.evaluators.engine.packed_file import load_packed, save_packed
 from bitnas.evaluators.engine.ops import TorchStep, from_torch, to_torch
 from bitnas.spaces import build_model
@@ -127,6 +128,41 @@ def test_average_pool_matches_torch(size):
     x = hwc((size, size, 16))
     np.testing.assert_allclose(step(x), torch_output(pool, x), rtol=1e-6, atol=1e-6)
     assert avg_pool_step(nn.AvgPool2d(2, 2, padding=1), "pool") is None
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding", [(28, 3, 2, 1), (7, 3, 2, 1), (9, 2, 2, 0), (6, 3, 1, 1)])
+def test_max_pool_is_torch_bit_for_bit(size, kernel, stride, padding):
+    pool = nn.MaxPool2d(kernel, stride, padding=padding)
+    step = max_pool_step(pool, "stem.2")
+    assert isinstance(step, NativeMaxPool)
+    x = hwc((size, size, 12), seed=size)
+    assert np.array_equal(step(x), torch_output(pool, x))
+
+
+def test_max_pools_the_engine_cannot_take_stay_in_torch():
+    assert max_pool_step(nn.MaxPool2d(3, 2, ceil_mode=True), "p") is None
+    assert max_pool_step(nn.MaxPool2d(3, 2, dilation=2), "p") is None
+    assert max_pool_step(nn.MaxPool2d((3, 2), 2), "p") is None
+    assert max_pool_step(nn.MaxPool2d(3, 2, padding=2), "p") is None  # a window of padding alone
+    assert max_pool_step(nn.AvgPool2d(3, 2), "p") is None
+
+
+@pytest.mark.parametrize("stem_bits", [32, 8])
+def test_a_stem_with_a_max_pool_runs_natively_and_loads_from_a_packed_file(tmp_path, stem_bits):
+    torch.manual_seed(7)
+    genotype = BASELINES["reactnet_small"].genotype(28, 1, 10).model_copy(update={"stem_pool": True, "stem_bits": stem_bits})
+    model = build_model(genotype).eval()
+    engine = compile_model(model, (1, 28, 28))
+    assert [step.name for step in engine.steps[:2]] == ["stem" if stem_bits == 32 else "stem.0", "stem.2"]
+    assert isinstance(engine.steps[1], NativeMaxPool) and not engine.fallbacks
+    images = np.random.default_rng(8).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    got = engine(images)
+    if stem_bits == 32:  # the 8-bit stem's integer conv rounds otherwise than torch's simulation
+        with torch.inference_mode():
+            expected = model(torch.from_numpy(images)).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    loaded, _ = load_packed(save_packed(engine, genotype, tmp_path / "m.bitnas.npz"))
+    assert np.array_equal(loaded(images), got)
 
 
 @pytest.mark.parametrize("name", ["bireal_small", "reactnet_small"])

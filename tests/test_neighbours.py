@@ -42,16 +42,22 @@ def test_neighbours_shrink_one_parameter_and_cost_less_than_the_reference(name):
     for neighbour in neighbours:
         changed = [param for param in reference_params if neighbour.params[param] != reference_params[param]]
         assert len(changed) == 1 and neighbour.change.startswith(changed[0])
-        # channels, blocks, a stage or the head conv removed; never a bit width or a block kind
-        assert changed[0].split("_")[-1] in ("width", "depth", "expansion")
+        # channels, blocks, a stage, the head conv or resolution removed; never a bit width or a block kind
+        assert changed[0].split("_")[-1] in ("width", "depth", "expansion", "pool")
         genotype = config.space.decode(neighbour.params, **GEOMETRY)
         assert genotype.hash() != reference.hash()
         assert neighbour.energy_uj <= energy and neighbour.ops < ops
         assert neighbour.energy_uj == pytest.approx(estimate_energy(genotype_costs(genotype), config.energy_profile).total_uj)
-    shares = [n.ops / ops for n in neighbours]
-    assert shares == sorted(shares, reverse=True)  # the smallest step down first
+    # the stem's max pool first (it halves the side, yet kept the references' accuracy), then the
+    # smallest step down first
+    assert neighbours[0].change == "stem_pool False -> True" and neighbours[0].ops < 0.5 * ops
+    shares = [n.ops / ops for n in neighbours[1:]]
+    assert shares == sorted(shares, reverse=True)
     assert cheaper_neighbours(config.space, name, GEOMETRY, config.energy_profile, limit=3) == neighbours[:3]
     assert cheaper_neighbours(config.space, "xnor_small", GEOMETRY, config.energy_profile, limit=3) == []
+    # a space without the pool: the smallest steps only
+    no_pool = SearchConfig(space={"stem_pools": [False]}).space
+    assert all("pool" not in n.change for n in cheaper_neighbours(no_pool, name, GEOMETRY, config.energy_profile, 100))
 
 
 def _study() -> optuna.Study:

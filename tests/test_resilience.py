@@ -204,7 +204,7 @@ def test_driver_killed_mid_study_resumes_without_losing_or_rerunning_anything(tm
 def test_identical_networks_are_trained_once_and_constraints_keep_the_front_feasible(tmp_path, bitnas_main):
     # Two networks only (stem width 4 or 8): five trials must repeat them. The size budget lies
     # between the two, so exactly one of them is feasible.
-    space = {"blocks": ["float"], "kernels": [3], "stem_widths": [4, 8], "stem_bits": [32], "head_widths": [0],
+    space = {"blocks": ["float"], "kernels": [3], "stem_widths": [4, 8], "stem_pools": [False], "stem_bits": [32], "head_widths": [0],
              "head_bits": [32], "stages": [{"stride": 1, "widths": [8], "depths": [1]}]}
     choices = SpaceConfig(**space).choices()
     assert [len(values) for name, values in choices.items() if name != "stem_width"] == [1] * (len(choices) - 1)

@@ -166,8 +166,12 @@ def _react_block(block: nn.Module, name: str) -> list:
     convs_1x1 = [_packed_conv(conv, bn, name=f"{name}.convs_1x1.{i}", shift=-conv.input_quantizer.threshold,
                               input_quantizer=RSign, shortcut=None)
                  for i, (conv, bn) in enumerate(zip(block.convs_1x1, block.bns_1x1))]
+    from .native_blocks import hybrid_step  # imports this module: here, not at the top
+
+    # A width change at stride 1: an fp32 or a binary (1-bit 1x1, `downsample: binary`) shortcut
+    # conv, the binary one's conv native like any quantized layer.
     shortcut = None if isinstance(block.shortcut_1x1, nn.Identity) else \
-        TorchStep(name=f"{name}.shortcut_1x1", module=frozen_copy(block.shortcut_1x1))
+        hybrid_step(block.shortcut_1x1, f"{name}.shortcut_1x1", "shortcut")
     return [ReActStep(name=name, conv_k=conv_k, act_k=rprelu_step(block.act_k, f"{name}.act_k"),
                       convs_1x1=convs_1x1, shortcut_1x1=shortcut, act_1x1=rprelu_step(block.act_1x1, f"{name}.act_1x1"))]
 

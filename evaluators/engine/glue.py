@@ -1,6 +1,6 @@
 """Native steps for the full-precision glue between packed convs: RPReLU, the head's ReLU, the
-global-average-pool + fp32 classifier tail, an fp32 stem conv with its BatchNorm, and the average
-pool of ReActNet's strided shortcut.
+global-average-pool + fp32 classifier tail, an fp32 stem conv with its BatchNorm, the average
+pool of ReActNet's strided shortcut, and the stem's max pool.
 
 Why: run in torch, each of these small per-channel ops cost 0.1-0.2 ms at batch 1 (a tensor
 conversion each way, dispatch, inference mode) while the binary conv beside it took 0.03-0.26 ms;
@@ -10,10 +10,10 @@ smaller width choice) hardly moved it. Here each is one numba pass over the (H, 
 Each step is a `TorchStep` that keeps its torch module: the module's parameters are what a packed
 file saves and loads (the format is unchanged); the step derives its arrays from them once and
 again after every `load_state_dict` on the module (a post-load hook), so loading new numbers into
-the module is all a load needs. RPReLU and ReLU compute
-torch's float32 function operation for operation (`fastmath=False`: no fused multiply-adds), so
-they agree bit for bit; the pooled classifier, the stem conv and the average pool sum in another
-order than torch (agreement to float32 rounding).
+the module is all a load needs. RPReLU and ReLU compute torch's float32 function operation for
+operation (`fastmath=False`: no fused multiply-adds), so they agree bit for bit, and so does the
+max pool (a maximum does not round); the pooled classifier, the stem conv and the average pool sum
+in another order than torch (agreement to float32 rounding).
 """
 
 from __future__ import annotations
@@ -24,9 +24,14 @@ from typing import ClassVar
 import numpy as np
 from torch import nn
 
-from .glue_kernels import (ROW_KERNEL_MAX_INPUTS, _avg_pool, _conv_affine, _conv_affine_rows, _pool_linear, _relu, _rprelu,
-                           pooled_size)
+from .glue_kernels import (ROW_KERNEL_MAX_INPUTS, _avg_pool, _conv_affine, _conv_affine_rows, _max_pool, _pool_linear,
+                           _relu, _rprelu, pooled_size)
 from .ops import TorchStep, frozen_copy
+
+
+def _single(value) -> int:
+    """A square pool's size, stride or padding, given as one int or a pair."""
+    return value if isinstance(value, int) else value[0]
 
 
 def _vector(tensor) -> np.ndarray:
@@ -140,6 +145,26 @@ class NativeAvgPool(_NativeGlue):
 
 
 @dataclass
+class NativeMaxPool(_NativeGlue):
+    """A square max pool, padded as torch pads it (with -inf), floor mode: the stem's 3x3 / 2 pool.
+    In torch it cost more than the whole first stage it shrinks: pooled, reactnet_small measured
+    1.39x its latency with the pool in torch, 0.62x natively (benchmarks/stem_pool.py)."""
+
+    reason: str = "max pool, native"
+
+    def derive(self) -> tuple:
+        pool = self.module  # square: checked by max_pool_step
+        return _single(pool.kernel_size), _single(pool.stride), _single(pool.padding)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        kernel, stride, padding = self._numbers
+        size = lambda side: (side + 2 * padding - kernel) // stride + 1  # noqa: E731 (torch's floor-mode size)
+        out = np.empty((size(x.shape[0]), size(x.shape[1]), x.shape[2]), dtype=np.float32)
+        _max_pool(x, kernel, stride, padding, out)
+        return out
+
+
+@dataclass
 class NativeConvBatchNorm(_NativeGlue):
     """An fp32 conv (square, ungrouped, zero-padded) followed by its BatchNorm, in eval mode."""
 
@@ -191,6 +216,18 @@ def conv_batchnorm_step(conv: nn.Module, bn: nn.Module, name: str, *, share: boo
         return None
     pair = nn.Sequential(conv, bn)
     return NativeConvBatchNorm(name=name, module=pair if share else frozen_copy(pair))
+
+
+def max_pool_step(module: nn.Module, name: str) -> TorchStep | None:
+    """A square, undilated, floor-mode max pool natively; None for any other."""
+    if type(module) is not nn.MaxPool2d:
+        return None
+    square = lambda v: isinstance(v, int) or (len(v) == 2 and v[0] == v[1])  # noqa: E731
+    if not (all(square(v) for v in (module.kernel_size, module.stride, module.padding, module.dilation))
+            and module.dilation in (1, (1, 1)) and not module.ceil_mode and not module.return_indices
+            and 2 * _single(module.padding) <= _single(module.kernel_size)):  # torch's own limit: no window all padding
+        return None
+    return NativeMaxPool(name=name, module=frozen_copy(module))
 
 
 def avg_pool_step(module: nn.Module, name: str, *, share: bool = False) -> TorchStep | None:

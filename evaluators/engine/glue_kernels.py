@@ -158,4 +158,23 @@ def _avg_pool(x, kernel, stride, out):
                 out[oy, ox, c] = acc[c] / count
 
 
-__all__ = ["ROW_KERNEL_MAX_INPUTS", "_avg_pool", "_conv_affine", "_conv_affine_rows", "_pool_linear", "_relu", "_rprelu", "pooled_size"]
+@njit(cache=True, fastmath=False)
+def _max_pool(x, kernel, stride, padding, out):
+    """k x k max pool, each window clipped to the image where it overhangs the padding (torch pads
+    with -inf, which never wins, so the maximum is the same); exact, as a maximum does not round."""
+    height, width, channels = x.shape
+    for oy in range(out.shape[0]):
+        y0, y1 = max(oy * stride - padding, 0), min(oy * stride - padding + kernel, height)
+        for ox in range(out.shape[1]):
+            x0, x1 = max(ox * stride - padding, 0), min(ox * stride - padding + kernel, width)
+            for c in range(channels):
+                out[oy, ox, c] = x[y0, x0, c]
+            for iy in range(y0, y1):
+                for ix in range(x0, x1):
+                    for c in range(channels):
+                        if x[iy, ix, c] > out[oy, ox, c]:
+                            out[oy, ox, c] = x[iy, ix, c]
+
+
+__all__ = ["ROW_KERNEL_MAX_INPUTS", "_avg_pool", "_conv_affine", "_conv_affine_rows", "_max_pool", "_pool_linear", "_relu",
+           "_rprelu", "pooled_size"]

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .compiler import register_compiler
-from .glue import conv_batchnorm_step, pooled_classifier_step, relu_step
+from .glue import conv_batchnorm_step, max_pool_step, pooled_classifier_step, relu_step
 from .ops import TorchStep, from_torch, frozen_copy, to_torch
 from .quantized import NativeQuantConv, NativeQuantLinear
 
@@ -194,14 +194,16 @@ def _inverted_residual(block: nn.Module, name: str) -> list:
 
 
 def stem_steps(stem: nn.Sequential) -> list:
-    """The stem natively: a quantized conv with its BatchNorm fused (a max pool after it in torch), or an
-    fp32 conv and its BatchNorm (a stem with a max pool then runs in torch)."""
+    """The stem natively: a quantized conv with its BatchNorm fused, or an fp32 conv and its
+    BatchNorm, then its max pool (where it has one); a stem of any other shape runs in torch."""
     layers = list(stem)
-    if len(layers) >= 2 and is_quantized_layer(layers[0]) and isinstance(layers[1], nn.BatchNorm2d):
-        rest = [TorchStep(name=f"stem.{index}", module=frozen_copy(layer)) for index, layer in enumerate(layers[2:], 2)]
-        return [NativeConvStep(name="stem.0", layer=NativeQuantConv.from_module(layers[0], batchnorm=layers[1])), *rest]
-    native = conv_batchnorm_step(layers[0], layers[1], "stem") if len(layers) == 2 else None
-    return [native or TorchStep(name="stem", module=frozen_copy(stem))]
+    pools = [max_pool_step(layer, f"stem.{index}") for index, layer in enumerate(layers[2:], 2)]
+    if len(layers) < 2 or not isinstance(layers[1], nn.BatchNorm2d) or not all(pools):
+        return [TorchStep(name="stem", module=frozen_copy(stem))]
+    if is_quantized_layer(layers[0]):
+        return [NativeConvStep(name="stem.0", layer=NativeQuantConv.from_module(layers[0], batchnorm=layers[1])), *pools]
+    native = conv_batchnorm_step(layers[0], layers[1], "stem")
+    return [native, *pools] if native else [TorchStep(name="stem", module=frozen_copy(stem))]
 
 
 def head_steps(network: nn.Module) -> list:
