@@ -2,10 +2,10 @@
 reference against its pooled twin (the same network with `stem_pool: true`, the first neighbour a
 search queues, search/neighbours.py), and the twin with its pool run by torch instead of the
 engine's native step (evaluators/engine/glue.py), as the engine ran it before that step existed:
-- latency: batch 1, one thread, on the search's protocol (`measure_latency`), the three networks
-  of a reference timed in turn in `--rounds` alternating rounds; the median of the per-round
-  ratios to the reference (below 1: faster), because only ratios measured side by side compare on
-  a shared machine;
+- latency: batch 1, one thread, on the search's side-by-side protocol (search/latency_check.py):
+  the three networks of a reference timed in turn in `--rounds` alternating rounds, the median of
+  the per-round ratios to the reference (below 1: faster), because only ratios measured side by
+  side compare on a shared machine;
 - energy: the analytic estimate (horowitz45nm);
 - accuracy: validation accuracy after one epoch from scratch, the search's default training, at
   each of `--seeds` (a seed picks the data split and the initialisation, as a study's seed does).
@@ -28,8 +28,9 @@ from torch import nn
 from bitnas.evaluators.energy import estimate_energy
 from bitnas.evaluators.engine.isa import isa_path
 from bitnas.evaluators.evaluate import evaluate
-from bitnas.evaluators.latency import cpu_model, measure_in_turn
+from bitnas.evaluators.latency import cpu_model
 from bitnas.search.config import SearchConfig
+from bitnas.search.latency_check import model_latency_ratios
 from bitnas.search.requests import eval_request
 from bitnas.spaces import Genotype, build_model, genotype_costs
 from bitnas.spaces.baselines import baseline_genotype
@@ -59,8 +60,7 @@ def latency_ratios(reference: Genotype, config: SearchConfig, rounds: int) -> tu
     """(pooled twin, twin with its pool in torch): median per-round latency over the reference's."""
     networks = [build_model(reference), build_model(pooled(reference)), with_torch_pool(build_model(pooled(reference)))]
     shape = (reference.in_channels, reference.input_size, reference.input_size)
-    measured = measure_in_turn(networks, shape, config.latency, rounds, alternate=True)
-    return tuple(statistics.median(row[i].median_ms / row[0].median_ms for row in measured) for i in (1, 2))
+    return tuple(model_latency_ratios(networks, shape, config.latency, rounds))
 
 
 def accuracy(genotype: Genotype, config: SearchConfig, seed: int) -> float:

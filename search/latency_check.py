@@ -92,13 +92,19 @@ def check_against_references(study: optuna.Study, config: SearchConfig, objectiv
 def latency_ratios(reference, genotypes: list, latency) -> list[float]:
     """Each genotype's latency over the reference's, timed in ROUNDS alternating rounds on the
     search's protocol (`latency`: a LatencyConfig), the median of the per-round ratios."""
-    from bitnas.evaluators.latency import measure_in_turn
     from bitnas.spaces import build_model
 
     shape = (reference.in_channels, reference.input_size, reference.input_size)
-    networks = [build_model(genotype) for genotype in (reference, *genotypes)]
-    rounds = measure_in_turn(networks, shape, latency, ROUNDS, alternate=True)
-    return [statistics.median(row[i].median_ms / row[0].median_ms for row in rounds) for i in range(1, len(networks))]
+    return model_latency_ratios([build_model(genotype) for genotype in (reference, *genotypes)], shape, latency)
+
+
+def model_latency_ratios(networks: list, shape: tuple[int, int, int], latency, rounds: int = ROUNDS) -> list[float]:
+    """`latency_ratios` of built networks (the first the reference): each one's latency over the
+    first's, the median of the per-round ratios over `rounds` alternating rounds."""
+    from bitnas.evaluators.latency import measure_in_turn
+
+    measured = measure_in_turn(networks, shape, latency, rounds, alternate=True)
+    return [statistics.median(row[i].median_ms / row[0].median_ms for row in measured) for i in range(1, len(networks))]
 
 
 def side_by_side_winners(reference: pd.Series, checks: dict[int, float], trials: pd.DataFrame,
@@ -121,5 +127,5 @@ def side_by_side_winners(reference: pd.Series, checks: dict[int, float], trials:
     return winners
 
 
-__all__ = ["applies", "candidates", "check_against_references", "latency_ratios", "recorded_checks",
-           "side_by_side_winners"]
+__all__ = ["applies", "candidates", "check_against_references", "latency_ratios", "model_latency_ratios",
+           "recorded_checks", "side_by_side_winners"]

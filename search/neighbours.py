@@ -50,6 +50,7 @@ def _shrinks(name: str) -> bool:
 class Neighbour:
     reference: str
     params: dict
+    parameter: str     # the one parameter changed, e.g. "s2_depth"
     change: str        # e.g. "s2_depth 2 -> 1"
     energy_uj: float
     ops: float
@@ -120,9 +121,9 @@ def cheaper_neighbours(space: SpaceConfig, reference: str, geometry: dict, energ
             except Exception:  # noqa: BLE001 - a neighbour that cannot be built is simply not one
                 continue
             if candidate_energy <= energy and candidate_ops < ops:
-                found.append(Neighbour(reference, candidate_params, f"{name} {params[name]} -> {value}",
+                found.append(Neighbour(reference, candidate_params, name, f"{name} {params[name]} -> {value}",
                                        candidate_energy, candidate_ops))
-    found.sort(key=lambda n: (n.change.split(" ", 1)[0] not in _FIRST, -n.ops / ops, -n.energy_uj / energy, n.change))
+    found.sort(key=lambda n: (n.parameter not in _FIRST, -n.ops / ops, -n.energy_uj / energy, n.change))
     return found[:limit]
 
 

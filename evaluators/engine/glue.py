@@ -29,6 +29,11 @@ from .glue_kernels import (ROW_KERNEL_MAX_INPUTS, _avg_pool, _conv_affine, _conv
 from .ops import TorchStep, frozen_copy
 
 
+def _square(value) -> bool:
+    """Whether a pool's size, stride or padding (one int or a pair) is the same along both sides."""
+    return isinstance(value, int) or (len(value) == 2 and value[0] == value[1])
+
+
 def _single(value) -> int:
     """A square pool's size, stride or padding, given as one int or a pair."""
     return value if isinstance(value, int) else value[0]
@@ -133,8 +138,7 @@ class NativeAvgPool(_NativeGlue):
 
     def derive(self) -> tuple:
         pool = self.module
-        pair = lambda v: v if isinstance(v, int) else v[0]  # noqa: E731 (square: checked by avg_pool_step)
-        return pair(pool.kernel_size), pair(pool.stride), bool(pool.ceil_mode)
+        return _single(pool.kernel_size), _single(pool.stride), bool(pool.ceil_mode)  # square: checked by avg_pool_step
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         kernel, stride, ceil = self._numbers
@@ -158,8 +162,8 @@ class NativeMaxPool(_NativeGlue):
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         kernel, stride, padding = self._numbers
-        size = lambda side: (side + 2 * padding - kernel) // stride + 1  # noqa: E731 (torch's floor-mode size)
-        out = np.empty((size(x.shape[0]), size(x.shape[1]), x.shape[2]), dtype=np.float32)
+        out = np.empty((pooled_size(x.shape[0] + 2 * padding, kernel, stride, False),
+                        pooled_size(x.shape[1] + 2 * padding, kernel, stride, False), x.shape[2]), dtype=np.float32)
         _max_pool(x, kernel, stride, padding, out)
         return out
 
@@ -222,8 +226,7 @@ def max_pool_step(module: nn.Module, name: str) -> TorchStep | None:
     """A square, undilated, floor-mode max pool natively; None for any other."""
     if type(module) is not nn.MaxPool2d:
         return None
-    square = lambda v: isinstance(v, int) or (len(v) == 2 and v[0] == v[1])  # noqa: E731
-    if not (all(square(v) for v in (module.kernel_size, module.stride, module.padding, module.dilation))
+    if not (all(_square(v) for v in (module.kernel_size, module.stride, module.padding))
             and module.dilation in (1, (1, 1)) and not module.ceil_mode and not module.return_indices
             and 2 * _single(module.padding) <= _single(module.kernel_size)):  # torch's own limit: no window all padding
         return None
@@ -234,8 +237,7 @@ def avg_pool_step(module: nn.Module, name: str, *, share: bool = False) -> Torch
     """An unpadded square average pool natively; None for any other pooling."""
     if type(module) is not nn.AvgPool2d:
         return None
-    square = lambda v: isinstance(v, int) or (len(v) == 2 and v[0] == v[1])  # noqa: E731
-    if not (square(module.kernel_size) and square(module.stride) and module.padding in (0, (0, 0))
+    if not (_square(module.kernel_size) and _square(module.stride) and module.padding in (0, (0, 0))
             and module.divisor_override is None):
         return None
     return NativeAvgPool(name=name, module=module if share else frozen_copy(module))

@@ -198,12 +198,11 @@ def stem_steps(stem: nn.Sequential) -> list:
     BatchNorm, then its max pool (where it has one); a stem of any other shape runs in torch."""
     layers = list(stem)
     pools = [max_pool_step(layer, f"stem.{index}") for index, layer in enumerate(layers[2:], 2)]
-    if len(layers) < 2 or not isinstance(layers[1], nn.BatchNorm2d) or not all(pools):
-        return [TorchStep(name="stem", module=frozen_copy(stem))]
-    if is_quantized_layer(layers[0]):
-        return [NativeConvStep(name="stem.0", layer=NativeQuantConv.from_module(layers[0], batchnorm=layers[1])), *pools]
-    native = conv_batchnorm_step(layers[0], layers[1], "stem")
-    return [native, *pools] if native else [TorchStep(name="stem", module=frozen_copy(stem))]
+    conv = None
+    if len(layers) >= 2 and isinstance(layers[1], nn.BatchNorm2d) and all(pools):
+        conv = NativeConvStep(name="stem.0", layer=NativeQuantConv.from_module(layers[0], batchnorm=layers[1])) \
+            if is_quantized_layer(layers[0]) else conv_batchnorm_step(layers[0], layers[1], "stem")
+    return [conv, *pools] if conv else [TorchStep(name="stem", module=frozen_copy(stem))]
 
 
 def head_steps(network: nn.Module) -> list:
