@@ -191,6 +191,13 @@ class SearchConfig(_Section):
     # space can express, cheaper than it by the analytic cost model (search/neighbours.py: a local
     # search from the hand design); 0 leaves every trial to the sampler.
     reference_neighbours: int = Field(4, ge=0, le=1000)
+    # Then up to this many of each reference's pooled twin grown back by one or two parameters,
+    # still cheaper than it (search/neighbours.py `grown_twins`); 0: none. Off by default: two per
+    # reference did no better than none in benchmarks/search_quality.py --tag pool (references
+    # dominated 6/7/6/7/5 of 7 against 6/7/6/7/6, box hypervolume 1.25x random's against 1.31x),
+    # their trials taken from random search; against the references trained at each study's seed
+    # they dominated all 7 in 4 of 5 seeds (pool-scratch's studies were not kept to be judged so).
+    grown_neighbours: int = Field(0, ge=0, le=1000)
     max_failures: int = Field(5, ge=0, le=100_000)
 
     @field_validator("study")

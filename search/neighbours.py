@@ -16,10 +16,22 @@ order of how little they give up (the largest share of the reference's OPs first
 likeliest to keep its accuracy, after a max pool behind the stem (`_FIRST`: measured to keep it).
 They are ordinary trials of the study (asked from Optuna's queue, tagged `neighbour_of`), so they
 count towards `trials` and the sampler learns from them.
+
+A second ring (`grown_neighbours`) spends part of what the pool saves: the pooled twin with one or
+two parameters grown (a wider or deeper stage, a larger expansion, ...), still cheaper than the
+reference. The pool costs the 8-bit MobileNetV2 a point or two of accuracy, and so its pooled
+twin did not dominate it in 3 of 5 ten-minute searches; grown back (s1 width 24 -> 48, s2 32 -> 64)
+it averaged 0.962 over seeds 0-4 against the reference's 0.954 and its twin's 0.945, at 0.67x the
+reference's latency (benchmarks/neighbour_spread.py). Which growth pays is not known
+from the costs, so the ring spreads over different ones (no parameter value twice). Off by default:
+in ten-minute searches two per reference did no better than none (benchmarks/search_quality.py
+grown-scratch against pool-scratch): the grown twins read 0.953-0.957 at seeds 0 and 2, level with
+the reference's own spread (0.936-0.963 across seeds), and took trials from random search.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from bitnas.spaces import Genotype, genotype_costs
@@ -40,17 +52,24 @@ _SHRINKING = ("stem_width", "stem_pool", "head_width", "width", "depth", "expans
 # 0.953) at 0.58-0.68x their latency, side by side (benchmarks/stem_pool.py); every other step
 # that large lost more.
 _FIRST = ("stem_pool",)
+# The parameters the second ring grows, and how much of the reference's OPs a grown twin may keep:
+# latency falls more slowly than the OPs (fixed per-layer costs), so grown twins at 0.62 and 0.89 of
+# the 8-bit MobileNetV2's OPs measured 0.70x and 0.75x its latency side by side; below 0.7 of the
+# OPs a twin keeps a margin over the search's single, noisy latency measurements.
+_GROWING = ("stem_width", "head_width", "width", "depth", "expansion")
+GROWN_OPS_SHARE = 0.7
 
 
-def _shrinks(name: str) -> bool:
-    return name in _SHRINKING or (name.startswith("s") and name.split("_", 1)[1] in _SHRINKING)
+def _is_one_of(name: str, parameters: tuple[str, ...]) -> bool:
+    """Whether `name` is one of `parameters`, or a stage's (s2_width for width)."""
+    return name in parameters or (name.startswith("s") and name.split("_", 1)[1] in parameters)
 
 
 @dataclass(frozen=True)
 class Neighbour:
     reference: str
     params: dict
-    parameter: str     # the one parameter changed, e.g. "s2_depth"
+    parameter: str     # the parameter changed, e.g. "s2_depth" ("+"-joined where a grown twin grew two)
     change: str        # e.g. "s2_depth 2 -> 1"
     energy_uj: float
     ops: float
@@ -86,27 +105,28 @@ def params_of(space: SpaceConfig, genotype: Genotype) -> dict | None:
     return params if space.decode(params, **geometry).hash() == genotype.hash() else None
 
 
+def _costs(genotype: Genotype, energy_profile: str) -> tuple[float, float]:
+    """(analytic energy in uJ, OPs): what a neighbour must not exceed."""
+    from bitnas.evaluators.energy import estimate_energy
+
+    report = genotype_costs(genotype)
+    return estimate_energy(report, energy_profile).total_uj, report.ops
+
+
 def cheaper_neighbours(space: SpaceConfig, reference: str, geometry: dict, energy_profile: str,
                        limit: int) -> list[Neighbour]:
     """Up to `limit` one-step neighbours of `reference` that cost no more than it (analytic energy
     and OPs, one of them lower), the smallest step down first; [] where the space cannot express
     the reference."""
-    from bitnas.evaluators.energy import estimate_energy
-
     genotype = baseline_genotype(reference, **geometry)
     params = params_of(space, genotype)
     if params is None or limit <= 0:
         return []
-
-    def costs(candidate: Genotype) -> tuple[float, float]:
-        report = genotype_costs(candidate)
-        return estimate_energy(report, energy_profile).total_uj, report.ops
-
-    energy, ops = costs(genotype)
+    energy, ops = _costs(genotype, energy_profile)
     seen = {genotype.hash()}
     found = []
     for name, choices in space.choices().items():
-        if not _shrinks(name):
+        if not _is_one_of(name, _SHRINKING):
             continue
         for value in choices:
             if value == params[name]:
@@ -117,7 +137,7 @@ def cheaper_neighbours(space: SpaceConfig, reference: str, geometry: dict, energ
                 continue
             seen.add(candidate.hash())
             try:
-                candidate_energy, candidate_ops = costs(candidate)
+                candidate_energy, candidate_ops = _costs(candidate, energy_profile)
             except Exception:  # noqa: BLE001 - a neighbour that cannot be built is simply not one
                 continue
             if candidate_energy <= energy and candidate_ops < ops:
@@ -127,27 +147,72 @@ def cheaper_neighbours(space: SpaceConfig, reference: str, geometry: dict, energ
     return found[:limit]
 
 
+def grown_twins(space: SpaceConfig, reference: str, geometry: dict, energy_profile: str, limit: int) -> list[Neighbour]:
+    """Up to `limit` of the reference's pooled twin with one or two parameters grown to larger
+    choices, each costing no more energy than the reference and at most GROWN_OPS_SHARE of its OPs:
+    the most OPs first, each sharing no grown parameter value with one taken before it; [] where the
+    space cannot express the reference, offers no stem pool or the reference already has one."""
+    genotype = baseline_genotype(reference, **geometry)
+    params = params_of(space, genotype)
+    if params is None or limit <= 0 or True not in space.choices().get("stem_pool", []) or params["stem_pool"]:
+        return []
+    energy, ops = _costs(genotype, energy_profile)
+    twin = {**params, "stem_pool": True}
+    # every larger choice of every growing parameter; an optional stage left out (depth 0) stays out
+    growths = [(name, value) for name, choices in space.choices().items()
+               if _is_one_of(name, _GROWING) and not (name.endswith("_depth") and twin[name] == 0)
+               for value in choices[choices.index(twin[name]) + 1:]]
+    seen, found = {space.decode(twin, **geometry).hash()}, []
+    for steps in [*([g] for g in growths), *itertools.combinations(growths, 2)]:
+        if len({name for name, _ in steps}) < len(steps):
+            continue
+        candidate_params = {**twin, **dict(steps)}
+        candidate = space.decode(candidate_params, **geometry)
+        if candidate.hash() in seen:
+            continue
+        seen.add(candidate.hash())
+        try:
+            candidate_energy, candidate_ops = _costs(candidate, energy_profile)
+        except Exception:  # noqa: BLE001 - a growth that cannot be built is simply not one
+            continue
+        if candidate_energy <= energy and candidate_ops <= GROWN_OPS_SHARE * ops:
+            change = "stem_pool False -> True, " + ", ".join(f"{name} {params[name]} -> {value}" for name, value in steps)
+            found.append(Neighbour(reference, candidate_params, "+".join(name for name, _ in steps), change,
+                                   candidate_energy, candidate_ops))
+    found.sort(key=lambda n: (-n.ops, n.change))
+    chosen, used = [], set()
+    for neighbour in found:
+        grown = {(name, neighbour.params[name]) for name in neighbour.parameter.split("+")}
+        if len(chosen) < limit and not grown & used:
+            chosen.append(neighbour)
+            used |= grown
+    return chosen
+
+
 def reference_neighbours(space: SpaceConfig, references: tuple[str, ...], geometry: dict, energy_profile: str,
-                         per_reference: int) -> list[Neighbour]:
-    """`cheaper_neighbours` of every reference in turn (those the space cannot express give none)."""
-    return [n for name in references for n in cheaper_neighbours(space, name, geometry, energy_profile, per_reference)]
+                         per_reference: int, grown_per_reference: int = 0) -> list[Neighbour]:
+    """`cheaper_neighbours` of every reference in turn (those the space cannot express give none),
+    then their `grown_twins`: the nearest steps down of all of them before any step back up."""
+    return ([n for name in references for n in cheaper_neighbours(space, name, geometry, energy_profile, per_reference)]
+            + [n for name in references for n in grown_twins(space, name, geometry, energy_profile, grown_per_reference)])
 
 
 def seed_study(study, config, geometry: dict, out) -> list[Neighbour]:
     """Queue the references' cheaper neighbours as the first trials of a study that has none yet
     (a resumed study keeps what it has), at most `config.trials` of them; says which."""
-    if config.reference_neighbours <= 0 or study.get_trials(deepcopy=False):
+    if config.reference_neighbours + config.grown_neighbours <= 0 or study.get_trials(deepcopy=False):
         return []
     chosen = reference_neighbours(config.space, config.references, geometry, config.energy_profile,
-                                  config.reference_neighbours)[:config.trials]
+                                  config.reference_neighbours, config.grown_neighbours)[:config.trials]
     for neighbour in chosen:
         study.enqueue_trial(neighbour.params, user_attrs={"neighbour_of": neighbour.reference,
                                                           "neighbour_change": neighbour.change})
     if chosen:
-        out(f"first trials: {len(chosen)} cheaper one-step neighbour(s) of the reference(s) in the space "
-            f"(reference_neighbours: {config.reference_neighbours}): "
+        grown = f", grown_neighbours: {config.grown_neighbours}" if config.grown_neighbours else ""
+        out(f"first trials: {len(chosen)} cheaper {'' if grown else 'one-step '}neighbour(s) of the reference(s) in "
+            f"the space (reference_neighbours: {config.reference_neighbours}{grown}): "
             + "; ".join(f"{n.reference} {n.change}" for n in chosen))
     return chosen
 
 
-__all__ = ["Neighbour", "cheaper_neighbours", "params_of", "reference_neighbours", "seed_study"]
+__all__ = ["GROWN_OPS_SHARE", "Neighbour", "cheaper_neighbours", "grown_twins", "params_of", "reference_neighbours", "seed_study"]

@@ -6,7 +6,7 @@ import pytest
 
 from bitnas.evaluators.energy import estimate_energy
 from bitnas.search.config import SearchConfig
-from bitnas.search.neighbours import cheaper_neighbours, params_of, seed_study
+from bitnas.search.neighbours import GROWN_OPS_SHARE, cheaper_neighbours, grown_twins, params_of, seed_study
 from bitnas.spaces import genotype_costs
 from bitnas.spaces.baselines import baseline_genotype
 
@@ -82,3 +82,44 @@ def test_a_new_study_asks_the_neighbours_first_and_a_resumed_one_is_not_seeded_a
     assert seed_study(_study(), SearchConfig(reference_neighbours=0), GEOMETRY, said.append) == []
     assert seed_study(_study(), SearchConfig(references=["xnor_small"]), GEOMETRY, said.append) == []
     assert len(seed_study(_study(), SearchConfig(trials=2), GEOMETRY, said.append)) == 2  # never more than --trials
+
+
+@pytest.mark.parametrize("name", ["bireal_small", "mobilenetv2_int8_small", "reactnet_small"])
+def test_grown_twins_grow_the_pooled_twin_and_stay_cheaper_than_the_reference(name):
+    config = SearchConfig()
+    reference = baseline_genotype(name, **GEOMETRY)
+    reference_params = params_of(config.space, reference)
+    costs = genotype_costs(reference)
+    energy, ops = estimate_energy(costs, config.energy_profile).total_uj, costs.ops
+    choices = config.space.choices()
+    grown = grown_twins(config.space, name, GEOMETRY, config.energy_profile, limit=100)
+    assert grown
+    used = set()
+    for twin in grown:
+        changed = [param for param in reference_params if twin.params[param] != reference_params[param]]
+        assert "stem_pool" in changed and twin.params["stem_pool"] is True
+        steps = [param for param in changed if param != "stem_pool"]
+        assert 1 <= len(steps) <= 2 and "+".join(steps) == twin.parameter
+        for param in steps:  # grown: a larger choice of a width, depth, expansion
+            assert param.split("_")[-1] in ("width", "depth", "expansion")
+            assert choices[param].index(twin.params[param]) > choices[param].index(reference_params[param])
+            assert (param, twin.params[param]) not in used  # no growth taken twice
+            used.add((param, twin.params[param]))
+        assert twin.energy_uj <= energy and twin.ops <= GROWN_OPS_SHARE * ops
+    assert [t.ops for t in grown] == sorted((t.ops for t in grown), reverse=True)
+    assert grown_twins(config.space, name, GEOMETRY, config.energy_profile, limit=1) == grown[:1]
+    # no pool in the space, or none asked for: no grown twins
+    no_pool = SearchConfig(space={"stem_pools": [False]}).space
+    assert grown_twins(no_pool, name, GEOMETRY, config.energy_profile, limit=100) == []
+    assert grown_twins(config.space, name, GEOMETRY, config.energy_profile, limit=0) == []
+
+
+def test_a_study_asks_every_reference_s_steps_down_before_any_grown_twin():
+    config = SearchConfig(reference_neighbours=2, grown_neighbours=1)
+    chosen = seed_study(_study(), config, GEOMETRY, lambda line: None)
+    assert [(n.reference, "+" in n.parameter or "," in n.change) for n in chosen] == [
+        ("bireal_small", False), ("bireal_small", False), ("mobilenetv2_int8_small", False),
+        ("mobilenetv2_int8_small", False), ("reactnet_small", False), ("reactnet_small", False),
+        ("bireal_small", True), ("mobilenetv2_int8_small", True), ("reactnet_small", True)]
+    # the 8-bit MobileNetV2's grown twin is wider after the pool
+    assert chosen[7].change.startswith("stem_pool False -> True, ")

@@ -70,6 +70,8 @@ def test_the_ceiling_is_the_volume_of_the_run_s_best_values_as_one_network(searc
 def test_the_default_strategy_is_the_one_bitnas_search_runs_with_its_defaults(search_quality):
     defaults = [name for name in search_quality.STRATEGIES if search_quality.is_default(name, SearchConfig())]
     assert defaults == ["pool-scratch"]
+    grown = SearchConfig(grown_neighbours=2)
+    assert [name for name in search_quality.STRATEGIES if search_quality.is_default(name, grown)] == ["grown-scratch"]
     # the default before the stem's max pool joined the space
     widened = SearchConfig(space=search_quality.STRATEGIES["reactnet-scratch"]["space"])
     assert [name for name in search_quality.STRATEGIES if search_quality.is_default(name, widened)] == ["reactnet-scratch"]
@@ -90,3 +92,29 @@ def test_a_run_refuses_to_go_on_once_a_strategy_s_settings_have_changed(search_q
     with pytest.raises(SystemExit, match=r"random-scratch has changed since .* \(space\)"):
         search_quality.check_settings(tmp_path, ["random-scratch", "reactnet-scratch"])
     search_quality.check_settings(tmp_path, ["reactnet-scratch"])  # the unchanged one alone goes on
+
+
+def test_settings_recorded_before_the_grown_twins_still_match(search_quality):
+    # pool-scratch ran before `grown_neighbours` existed: its studies run without grown twins and
+    # its recorded settings leave the key out, as they were written then
+    assert search_quality.strategy_keys("pool-scratch")["grown_neighbours"] == 0
+    assert "grown_neighbours" not in search_quality.effective_settings("pool-scratch")
+    assert search_quality.effective_settings("grown-scratch")["grown_neighbours"] == 2
+    recorded = BENCHMARKS.parent / "results/bench/search_quality/full-10min-pool/settings.json"
+    if recorded.exists():
+        assert json.loads(recorded.read_text())["pool-scratch"] == search_quality.effective_settings("pool-scratch")
+
+
+def test_a_front_is_judged_on_single_measurements_plus_its_side_by_side_verdict(search_quality, tmp_path):
+    row = {"strategy": "grown-scratch", "seed": 1, "front": [[0.6, 1.5, 5.0]]}  # dominates "slow" only
+    config = SearchConfig()
+    # neither the verdict nor the study it would be timed from: it cannot be judged
+    assert search_quality.dominated(tmp_path, row, REFERENCES, OBJECTIVES, config, "side_by_side_own_seed.json") is None
+    study = search_quality.study_folder(tmp_path, "grown-scratch", 1)
+    study.mkdir(parents=True)
+    (study / "side_by_side_own_seed.json").write_text(json.dumps(["hungry"]))
+    assert search_quality.dominated(tmp_path, row, REFERENCES, OBJECTIVES, config,
+                                    "side_by_side_own_seed.json") == ["slow", "hungry"]
+    # references of another seed are only read back where the run has them
+    with pytest.raises(SystemExit, match="references-seed3.json is missing"):
+        search_quality.reference_points(tmp_path, OBJECTIVES, config, None, seed=3)
