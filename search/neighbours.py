@@ -113,6 +113,20 @@ def _costs(genotype: Genotype, energy_profile: str) -> tuple[float, float]:
     return estimate_energy(report, energy_profile).total_uj, report.ops
 
 
+def _unseen_costs(space: SpaceConfig, params: dict, geometry: dict, energy_profile: str,
+                  seen: set[str]) -> tuple[float, float] | None:
+    """`_costs` of the network `params` decodes to, which joins `seen`; None where it was seen
+    already (two assignments can decode alike) or cannot be built (then it is simply no neighbour)."""
+    candidate = space.decode(params, **geometry)
+    if candidate.hash() in seen:
+        return None
+    seen.add(candidate.hash())
+    try:
+        return _costs(candidate, energy_profile)
+    except Exception:  # noqa: BLE001 - a network that cannot be built is no neighbour
+        return None
+
+
 def cheaper_neighbours(space: SpaceConfig, reference: str, geometry: dict, energy_profile: str,
                        limit: int) -> list[Neighbour]:
     """Up to `limit` one-step neighbours of `reference` that cost no more than it (analytic energy
@@ -132,14 +146,10 @@ def cheaper_neighbours(space: SpaceConfig, reference: str, geometry: dict, energ
             if value == params[name]:
                 continue
             candidate_params = {**params, name: value}
-            candidate = space.decode(candidate_params, **geometry)
-            if candidate.hash() in seen:
+            costs = _unseen_costs(space, candidate_params, geometry, energy_profile, seen)
+            if costs is None:
                 continue
-            seen.add(candidate.hash())
-            try:
-                candidate_energy, candidate_ops = _costs(candidate, energy_profile)
-            except Exception:  # noqa: BLE001 - a neighbour that cannot be built is simply not one
-                continue
+            candidate_energy, candidate_ops = costs
             if candidate_energy <= energy and candidate_ops < ops:
                 found.append(Neighbour(reference, candidate_params, name, f"{name} {params[name]} -> {value}",
                                        candidate_energy, candidate_ops))
@@ -167,14 +177,10 @@ def grown_twins(space: SpaceConfig, reference: str, geometry: dict, energy_profi
         if len({name for name, _ in steps}) < len(steps):
             continue
         candidate_params = {**twin, **dict(steps)}
-        candidate = space.decode(candidate_params, **geometry)
-        if candidate.hash() in seen:
+        costs = _unseen_costs(space, candidate_params, geometry, energy_profile, seen)
+        if costs is None:
             continue
-        seen.add(candidate.hash())
-        try:
-            candidate_energy, candidate_ops = _costs(candidate, energy_profile)
-        except Exception:  # noqa: BLE001 - a growth that cannot be built is simply not one
-            continue
+        candidate_energy, candidate_ops = costs
         if candidate_energy <= energy and candidate_ops <= GROWN_OPS_SHARE * ops:
             change = "stem_pool False -> True, " + ", ".join(f"{name} {params[name]} -> {value}" for name, value in steps)
             found.append(Neighbour(reference, candidate_params, "+".join(name for name, _ in steps), change,
