@@ -12,9 +12,14 @@ that seed), and reports per network:
 - latency: batch 1, one thread, each network timed against the reference in alternating rounds
   (search/latency_check.py), the median of the per-round ratios (below 1: faster);
 - energy: the analytic estimate (the configured profile).
+Then how much of the spread is the seed's split, shared by every network trained at that seed (the
+standard deviation of the per-seed mean over the networks), and how much is each network's own
+draw (the residual once network and seed means are taken out): the share a comparison at the same
+seed (same validation images) removes and one against another seed's draw keeps.
 
     python benchmarks/neighbour_spread.py [--reference mobilenetv2_int8_small] [--seeds 0,1,2,3,4]
                                           [--neighbours 5] [--grown 2] [--rounds 7] [--json]
+    python benchmarks/neighbour_spread.py --read-back     # the split of the spread, from the CSV
 
 Writes results/bench/neighbour_spread.csv.
 """
@@ -22,6 +27,7 @@ Writes results/bench/neighbour_spread.csv.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import sys
@@ -43,6 +49,41 @@ from stem_pool import GEOMETRY, accuracy  # noqa: E402
 OUT = Path("results/bench/neighbour_spread.csv")
 
 
+def seed_and_draw_spread(accuracies: list[list[float]]) -> tuple[float, float]:
+    """For accuracies[network][seed]: the standard deviation across seeds of the per-seed mean over
+    networks (the seed's split, common to all of them), and the residual standard deviation once
+    each network's and each seed's mean are taken out (a network's own draw at a seed)."""
+    networks, seeds = len(accuracies), len(accuracies[0])
+    if networks < 2 or seeds < 2 or any(len(row) != seeds for row in accuracies):
+        raise ValueError("need at least 2 networks, each at the same 2 or more seeds")
+    grand = statistics.mean(a for row in accuracies for a in row)
+    network_means = [statistics.mean(row) for row in accuracies]
+    seed_means = [statistics.mean(row[s] for row in accuracies) for s in range(seeds)]
+    residuals = [row[s] - network_means[n] - seed_means[s] + grand for n, row in enumerate(accuracies) for s in range(seeds)]
+    # degrees of freedom of a two-way table without replication
+    residual_sd = (sum(r * r for r in residuals) / ((networks - 1) * (seeds - 1))) ** 0.5
+    return statistics.stdev(seed_means), residual_sd
+
+
+def print_spread(accuracies: list[list[float]]) -> None:
+    seed_sd, draw_sd = seed_and_draw_spread(accuracies)
+    print(f"spread: the seed's split moves every network together by sd {seed_sd:.4f} (per-seed mean over "
+          f"{len(accuracies)} networks); a network's own draw adds sd {draw_sd:.4f} (residual)")
+
+
+def read_back() -> None:
+    if not OUT.exists():
+        sys.exit(f"{OUT} is missing: run this benchmark first")
+    with OUT.open() as table:
+        rows = list(csv.DictReader(table))
+    try:
+        accuracies = [[float(a) for a in row["accuracy"].split(" / ")] for row in rows]
+        print(f"{rows[0]['reference']} and {len(rows) - 1} neighbours at seeds {rows[0]['seeds']}; {rows[0]['cpu']}")
+        print_spread(accuracies)
+    except (KeyError, IndexError, ValueError) as error:
+        sys.exit(f"{OUT}: not this benchmark's table ({error})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", default="mobilenetv2_int8_small", help="a small reference architecture")
@@ -51,7 +92,11 @@ def main() -> None:
     parser.add_argument("--grown", type=int, default=2, help="grown twins to train (default 2)")
     parser.add_argument("--rounds", type=int, default=7, help="alternating latency rounds (default 7)")
     parser.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    parser.add_argument("--read-back", action="store_true",
+                        help="train nothing: print the split of the spread from the CSV an earlier run wrote")
     args = parser.parse_args()
+    if args.read_back:
+        return read_back()
     if args.reference not in SMALL_BASELINES:
         sys.exit(f"--reference: one of {', '.join(SMALL_BASELINES)} (got {args.reference!r})")
     try:
@@ -93,6 +138,8 @@ def main() -> None:
               f"mean {row['accuracy_mean']:.4f} (sd {row['accuracy_sd']:.4f}); reached the reference at "
               f"{row['seeds_at_least_reference_same_seed']}/{len(seeds)} seeds (its seed-0 draw at "
               f"{row['seeds_at_least_reference_seed0']})", flush=True)
+    if len(seeds) > 1:
+        print_spread([[float(a) for a in row["accuracy"].split(" / ")] for row in rows])
     write_csv(OUT, rows)
     print(f"wrote {OUT}")
     if args.json:

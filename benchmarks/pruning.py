@@ -27,6 +27,7 @@ from pathlib import Path
 from statistics import median
 
 import torch
+from pydantic import ValidationError
 
 from bitnas.evaluators import LatencyConfig, TrainingConfig, accuracy, load_dataset, load_or_train_teacher
 from bitnas.evaluators.latency import measure_side_by_side
@@ -78,6 +79,21 @@ def main() -> None:
     if args.quick:
         args.epochs, args.prune_epochs, args.latency_runs = 2, args.prune_epochs or 0.5, 50
     fine_tune_epochs = args.prune_epochs if args.prune_epochs is not None else args.epochs / 3
+    # Checked before anything is trained, so that a bad flag costs a line, not a traceback after minutes.
+    if not all(0 < ratio < 1 for ratio in args.ratios):
+        parser.error(f"--ratios: each a share of the channels between 0 and 1 (got {args.ratios})")
+    if args.threads < 1:
+        parser.error(f"--threads: at least 1 (got {args.threads})")
+    try:
+        config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+        latency_config = LatencyConfig(runs=args.latency_runs, threads=1, target="cpu")
+    except ValidationError as error:
+        first = error.errors()[0]
+        flag = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "runs": "--latency-runs"}.get(
+            str(first["loc"][0]), str(first["loc"][0]))
+        parser.error(f"{flag}: {first['msg']} (got {first['input']})")
+    if fine_tune_epochs <= 0:
+        parser.error(f"--prune-epochs: more than 0 (got {fine_tune_epochs:g})")
     torch.set_num_threads(args.threads)
     data = load_dataset("mnist5k", args.seed)
     genotype = small_baselines(input_size=data.input_size, in_channels=data.in_channels,
@@ -90,8 +106,6 @@ def main() -> None:
     if args.distill:
         with tempfile.TemporaryDirectory() as scratch:
             teacher = load_or_train_teacher(scratch, "mnist5k", args.seed, epochs=3 if args.quick else 8).model()
-    config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    latency_config = LatencyConfig(runs=args.latency_runs, threads=1, target="cpu")
 
     started = time.perf_counter()
     torch.manual_seed(args.seed)

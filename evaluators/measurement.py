@@ -120,10 +120,13 @@ class MeasurementKey:
     mode: str = "measure"
 
     def digest(self) -> str:
+        from .engine.isa import int8_gemm_kind, isa_path
         from .latency import cpu_flags, cpu_model
 
-        blob = json.dumps({**self.__dict__, "cpu": cpu_model(), "flags": cpu_flags(), "code": engine_code_digest()},
-                          sort_keys=True)
+        # the code paths the engine takes on this CPU count too: NUMBA_CPU_NAME and BITNAS_INT8_GEMM
+        # change the latency of the same network on the same machine
+        blob = json.dumps({**self.__dict__, "cpu": cpu_model(), "flags": cpu_flags(), "code": engine_code_digest(),
+                           "isa_path": isa_path(), "int8_gemm": int8_gemm_kind()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

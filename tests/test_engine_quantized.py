@@ -309,3 +309,51 @@ def test_an_mbconv_block_with_squeeze_excitation_keeps_its_glue_in_torch():
     [step] = compile_module(InvertedResidualBlock(8, 8, 1, 3, expansion=2, se=True, weight_bits=8, activation_bits=8),
                             "stages.0")
     assert step.backend == "engine+torch" and simulated_layers([step]) == []
+
+
+@pytest.mark.parametrize("kind", ["int8", "float"])
+@pytest.mark.parametrize("act,wq,cin,kernel,expected_float", [
+    ("lsq8", "uniform8_weights", 16, 1, torch.float32),     # 16 * 128 * 127 < 2^24: float32 is exact
+    ("lsq8", "uniform8_weights", 130, 3, torch.float64),    # 1170 * 128 * 127 >= 2^24: float64
+    ("lsq4", "sign_weights", 33, 3, torch.float32),
+    ("two_bit", "uniform8_weights", 70, 3, torch.float32),  # two +-1 input planes against 8-bit weights
+])
+def test_both_int8_gemm_kinds_give_the_same_exact_integers(kind, act, wq, cin, kernel, expected_float, monkeypatch):
+    """torch._int_mm (VNNI machines) and the float GEMM (the others) on the same integer planes:
+    every accumulation bit for bit and torch's output, whichever this machine would pick."""
+    monkeypatch.setenv("BITNAS_INT8_GEMM", kind)
+    native = check_conv(build_conv(cin, 24, kernel, 1, 1, act, wq, seed=cin), (5, 7), seed=cin)
+    assert native.path == "int8-gemm" and native.int8_gemm == kind
+    assert native.weights.dtype == torch.int8  # what a packed file stores, whichever GEMM runs
+    assert native.gemm_matrix().dtype == (torch.int8 if kind == "int8" else expected_float)
+
+
+def test_the_float_gemm_follows_weights_replaced_after_the_layer_was_built(monkeypatch):
+    """A packed file's weights are set on a layer built from the genotype: the float matrix is made
+    again from them, and the exactness bound is taken on them, not on the ones it was built with."""
+    monkeypatch.setenv("BITNAS_INT8_GEMM", "float")
+    native = NativeQuantConv.from_module(build_conv(16, 8, 1, 1, 1, "lsq8", "uniform8_weights", seed=1))
+    x = to_hwc(torch.randn(1, 16, 4, 4, generator=torch.Generator().manual_seed(2)))
+    before = native.pairs(x)
+    native.weights = -native.weights
+    assert np.array_equal(native.pairs(x), -before)
+
+
+def test_the_cpu_picks_the_int8_gemm_and_a_bad_setting_is_one_line(monkeypatch):
+    from bitnas.errors import UserError
+    from bitnas.evaluators.engine import isa
+
+    monkeypatch.delenv("BITNAS_INT8_GEMM", raising=False)
+    monkeypatch.setattr(isa, "isa_path", lambda: "avx512-vpopcntdq")
+    monkeypatch.setattr(isa, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni"})
+    assert isa.int8_gemm_kind() == "int8"
+    monkeypatch.setattr(isa, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vpopcntdq"})
+    assert isa.int8_gemm_kind() == "float"  # no VNNI: torch._int_mm is many times slower than a float GEMM
+    monkeypatch.setattr(isa, "isa_path", lambda: "avx2")
+    monkeypatch.setattr(isa, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni"})
+    assert isa.int8_gemm_kind() == "float"  # kernels compiled for an older CPU stand for one without VNNI
+    monkeypatch.setenv("BITNAS_INT8_GEMM", "int8")
+    assert isa.int8_gemm_kind() == "int8"
+    monkeypatch.setenv("BITNAS_INT8_GEMM", "fast")
+    with pytest.raises(UserError, match="BITNAS_INT8_GEMM: one of int8, float"):
+        isa.int8_gemm_kind()

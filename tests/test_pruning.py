@@ -6,6 +6,10 @@ clear line."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import example, given, settings
@@ -193,3 +197,17 @@ def test_any_prunable_network_prunes_to_its_narrower_build(block, widths, stride
         assert torch.isfinite(result.model(images)).all()
         if ratio == 0.0:
             assert torch.equal(result.model(images), model(images))
+
+
+@pytest.mark.parametrize("flags, named", [(["--latency-runs", "10"], "--latency-runs"), (["--epochs", "0"], "--epochs"),
+                                          (["--ratios", "0.25", "1.5"], "--ratios"), (["--prune-epochs", "0"], "--prune-epochs"),
+                                          (["--threads", "0"], "--threads"), (["--batch-size", "0"], "--batch-size")])
+def test_the_pruning_benchmark_refuses_a_bad_flag_in_one_line_before_training(flags, named, tmp_path):
+    """Before, `--latency-runs 10` failed in a pydantic traceback; now each bad flag is one line
+    naming it, and nothing is trained or written (the run is in an empty folder)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pruning.py"
+    done = subprocess.run([sys.executable, str(script), *flags], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert named in done.stderr.strip().splitlines()[-1]
+    assert not any(tmp_path.iterdir())

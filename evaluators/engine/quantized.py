@@ -19,10 +19,15 @@ gain/shift, residual, ReLU/ReLU6) and rounded to float32 once:
   64-bit words; one fused kernel gathers each pixel's im2col words, runs every plane pair
   through a 4-row AVX-512 popcount loop and applies the combination and epilogue
   (`int_kernels.popcount_conv`);
-- "int8-gemm": an int8 plane involved (W4/W8 or A4/A8, mixed with anything), ungrouped: int8
-  im2col and torch._int_mm (oneDNN VNNI, int32 accumulation; ~5x an fp32 conv of the same shape
-  here; no shape constraints on CPU), input planes stacked along M and weight planes along N, so
-  one call computes every pair; then a float64 combine;
+- "int8-gemm": an int8 plane involved (W4/W8 or A4/A8, mixed with anything), ungrouped: im2col
+  and one GEMM, input planes stacked along M and weight planes along N, so one call computes every
+  pair; then a float64 combine. Where the CPU has VNNI the GEMM is torch._int_mm (int8 operands,
+  int32 accumulation; ~5x an fp32 conv of the same shape on a Xeon with AVX-512 VNNI). Without
+  VNNI torch._int_mm falls back to code 17-31x slower than an fp32 GEMM (Zen 3 EPYC, AVX2), so
+  the same integer planes go through torch's float GEMM instead (`isa.int8_gemm_kind`): float32
+  while every partial sum is an integer below 2^24, so every product and sum is exact in any
+  order, else float64 (exact far past any depth built here). The results are the
+  same integers either way; the int8 weights stay the layer's (and a packed file's) numbers.
 - "direct": grouped and depthwise convs (any bits) and linears: one fused numba kernel
   (quantize, direct conv, combine, epilogue). Its float32 arithmetic on the integer planes is
   exact while k*k*Cin/groups * max|x| * max|w| < 2^24 (every partial sum an integer below 2^24),
@@ -44,6 +49,7 @@ from torch import nn
 
 from . import int_kernels as ik
 from .compiler import NotCompilable, fold_batchnorm
+from .isa import int8_gemm_kind
 from .kernels import pack_weight_signs, packed_words
 
 _NO_RESIDUAL = np.zeros((0, 0, 0), dtype=np.float32)
@@ -203,6 +209,10 @@ class NativeQuantConv:
         if self.path != "popcount":
             self.border_sums = np.zeros((positions, 1), np.int64)
         self._buffers: dict = {}
+        # Decided when the layer is built, so that two layers built under different settings can be
+        # timed side by side (benchmarks/int8_gemm.py); neither is stored in a packed file.
+        self.int8_gemm = int8_gemm_kind()
+        self._gemm_matrix: tuple | None = None  # (weights it was made from, the matrix the GEMM takes)
 
     # ---- construction ----------------------------------------------------------------------
 
@@ -239,7 +249,7 @@ class NativeQuantConv:
         return (size + 2 * self.padding - self.kernel) // self.stride + 1
 
     def _buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
-        key = (name, shape)
+        key = (name, shape, np.dtype(dtype))  # a GEMM's rows and results change type with its kind
         buffer = self._buffers.get(key)
         if buffer is None:  # allocated once per input size, as the packed engine does
             buffer = self._buffers[key] = np.zeros(shape, dtype=dtype)
@@ -292,16 +302,38 @@ class NativeQuantConv:
                                 residual_array, has_residual, clamp, want_pairs, pairs, out)
             return out, pairs
         planes = self._int8_planes(x)
-        pairs = self._buffer("pairs", (a.count, m_rows, columns), np.int32)
         if self.path == "direct":
+            pairs = self._buffer("pairs", (a.count, m_rows, columns), np.int32)
             ik.direct_conv(planes, self.weights, self.groups, self.kernel, self.stride, self.padding, pairs)
         else:
-            rows = self._buffer("rows", (a.count, m_rows, self.k_cols), np.int8)
+            matrix = self.gemm_matrix()
+            # the rows in the matrix's type (im2col converts each int8 level as it copies it), and the
+            # GEMM's exact integer results in the type it writes: int32, float32 or float64
+            kind = matrix.numpy().dtype
+            rows = self._buffer("rows", (a.count, m_rows, self.k_cols), kind)
+            pairs = self._buffer("pairs", (a.count, m_rows, columns), np.int32 if kind == np.int8 else kind)
             ik.im2col(planes, self.kernel, self.stride, self.padding, rows)
-            torch._int_mm(torch.from_numpy(rows).view(a.count * m_rows, self.k_cols), self.weights,
-                          out=torch.from_numpy(pairs).view(a.count * m_rows, columns))
+            gemm = torch._int_mm if kind == np.int8 else torch.mm
+            gemm(torch.from_numpy(rows).view(a.count * m_rows, self.k_cols), matrix,
+                 out=torch.from_numpy(pairs).view(a.count * m_rows, columns))
         ik.combine(pairs, self.coef, self.shift, residual_array, has_residual, clamp, out)
         return out, pairs
+
+    def gemm_matrix(self) -> torch.Tensor:
+        """The int8-gemm path's right-hand side (K, Q*Cout) as this layer's GEMM takes it: the int8
+        weight planes for torch._int_mm, else the same integers as float32 where every partial sum
+        stays below 2^24 (so float32 is exact), or float64. Made once, and again if the weights were
+        replaced (a packed file's are set after the layer is built, so the bound is taken on them)."""
+        if self._gemm_matrix is None or self._gemm_matrix[0] is not self.weights:
+            if self.int8_gemm == "int8":
+                matrix = self.weights
+            else:
+                largest_x = 1 if self.acts.binary else max(-self.acts.qn, self.acts.qp)
+                largest_w = int(self.weights.to(torch.int32).abs().max()) if self.weights.numel() else 1
+                exact = self.k_cols * largest_x * largest_w < 2 ** 24
+                matrix = self.weights.to(torch.float32 if exact else torch.float64).contiguous()
+            self._gemm_matrix = (self.weights, matrix)
+        return self._gemm_matrix[1]
 
     def __call__(self, x: np.ndarray, residual: np.ndarray | None = None) -> np.ndarray:
         return self._run(x, residual, False)[0]
@@ -309,7 +341,7 @@ class NativeQuantConv:
     def pairs(self, x: np.ndarray) -> np.ndarray:
         """The integer results (P, Ho*Wo, Q*Cout) int32: exact pair convolutions, or for the
         popcount path the XOR popcounts that `integer_terms` turns into +-1 dots."""
-        return self._run(x, None, True)[1].copy()
+        return self._run(x, None, True)[1].astype(np.int32)  # a float GEMM's are exact integers
 
     # ---- inspection (tests) ----------------------------------------------------------------
 
