@@ -6,7 +6,7 @@ measures both paths on one machine). The path decides the kernels' register bloc
 recorded with every benchmark row, since a speedup means little without it.
 
 It also decides how the int8 GEMM multiplies (`int8_gemm_kind`): torch._int_mm is fast only with
-int8 dot-product instructions (VNNI); without them it ran 17-31x slower than an fp32 GEMM of the
+int8 dot-product instructions (VNNI); without them it ran 12-30x slower than an fp32 GEMM of the
 same shape on a Zen 3 EPYC (benchmarks/int8_gemm.py), so there the integer planes go through a
 float GEMM instead, which is exact on them (evaluators/engine/quantized.py).
 """

@@ -23,7 +23,7 @@ gain/shift, residual, ReLU/ReLU6) and rounded to float32 once:
   and one GEMM, input planes stacked along M and weight planes along N, so one call computes every
   pair; then a float64 combine. Where the CPU has VNNI the GEMM is torch._int_mm (int8 operands,
   int32 accumulation; ~5x an fp32 conv of the same shape on a Xeon with AVX-512 VNNI). Without
-  VNNI torch._int_mm falls back to code 17-31x slower than an fp32 GEMM (Zen 3 EPYC, AVX2), so
+  VNNI torch._int_mm falls back to code 12-30x slower than an fp32 GEMM (Zen 3 EPYC, AVX2), so
   the same integer planes go through torch's float GEMM instead (`isa.int8_gemm_kind`): float32
   while every partial sum is an integer below 2^24, so every product and sum is exact in any
   order, else float64 (exact far past any depth built here). The results are the
