@@ -123,6 +123,7 @@ STRATEGIES = {
     # engine runs the pool natively since (in torch it cost more than the stage it shrank), and so
     # pooled references measured 0.58-0.68x their latency side by side, reactnet_small's twin
     # 0.836 / 0.845 accurate at seeds 0 / 1 against its 0.789 / 0.795. The default since --tag pool.
+    # --tag avx2 (a Zen 3 EPYC, 4/8-bit layers on the float GEMM): all 7 references in 4 of 5 seeds.
     "pool-scratch": {"sampler": "random", "evaluation": "scratch", "schedule": "none", "reference_neighbours": 4,
                      "references": ["bireal_small", "mobilenetv2_int8_small", "reactnet_small"]},
     # pool-scratch, then two grown twins of each reference (the pooled twin with one or two
