@@ -12,7 +12,7 @@ that seed), and reports per network:
 - latency: batch 1, one thread, each network timed against the reference in alternating rounds
   (search/latency_check.py), the median of the per-round ratios (below 1: faster);
 - energy: the analytic estimate (the configured profile).
-Then how much of the spread is the seed's split, shared by every network trained at that seed (the
+Then how much of the spread is the seed's data (its split and order), shared by every network at that seed (the
 standard deviation of the per-seed mean over the networks), and how much is each network's own
 draw (the residual once network and seed means are taken out): the share a comparison at the same
 seed (same validation images) removes and one against another seed's draw keeps.
@@ -51,7 +51,7 @@ OUT = Path("results/bench/neighbour_spread.csv")
 
 def seed_and_draw_spread(accuracies: list[list[float]]) -> tuple[float, float]:
     """For accuracies[network][seed]: the standard deviation across seeds of the per-seed mean over
-    networks (the seed's split, common to all of them), and the residual standard deviation once
+    networks (the seed's data, common to all of them), and the residual standard deviation once
     each network's and each seed's mean are taken out (a network's own draw at a seed)."""
     networks, seeds = len(accuracies), len(accuracies[0])
     if networks < 2 or seeds < 2 or any(len(row) != seeds for row in accuracies):
@@ -67,7 +67,7 @@ def seed_and_draw_spread(accuracies: list[list[float]]) -> tuple[float, float]:
 
 def print_spread(accuracies: list[list[float]]) -> None:
     seed_sd, draw_sd = seed_and_draw_spread(accuracies)
-    print(f"spread: the seed's split moves every network together by sd {seed_sd:.4f} (per-seed mean over "
+    print(f"spread: the seed's data moves every network together by sd {seed_sd:.4f} (per-seed mean over "
           f"{len(accuracies)} networks); a network's own draw adds sd {draw_sd:.4f} (residual)")
 
 
