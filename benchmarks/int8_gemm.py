@@ -31,7 +31,7 @@ import torch
 
 from bitnas.evaluators.engine import compile_model
 from bitnas.evaluators.engine.isa import INT8_GEMM_ENV, cpu_flags, int8_gemm_kind, isa_path
-from bitnas.evaluators.engine.quantized import NativeQuantConv
+from bitnas.evaluators.engine.packed_file import native_layers
 from bitnas.evaluators.latency import cpu_model, time_runner
 from bitnas.search.config import SearchConfig
 from bitnas.search.neighbours import cheaper_neighbours, grown_twins
@@ -73,32 +73,11 @@ def compiled(genotype, kind: str):
             os.environ[INT8_GEMM_ENV] = previous
 
 
-def quant_convs(value, seen=None) -> list[NativeQuantConv]:
-    """Every native quantized conv reachable from a compiled step (inside chains and glue too)."""
-    seen = set() if seen is None else seen
-    if id(value) in seen or isinstance(value, (str, bytes, np.ndarray, torch.Tensor, int, float)):
-        return []
-    seen.add(id(value))
-    if isinstance(value, NativeQuantConv):
-        return [value]
-    if isinstance(value, dict):
-        children = list(value.values())
-    elif isinstance(value, (list, tuple)):
-        children = list(value)
-    elif isinstance(value, torch.nn.Module):
-        children = list(value.children()) + list(vars(value).values())
-    elif hasattr(value, "__dict__"):
-        children = list(vars(value).values())
-    else:
-        return []
-    return [conv for child in children for conv in quant_convs(child, seen)]
-
-
 def gemm_shapes(engine, sample: np.ndarray) -> set[tuple[int, int, int, bool]]:
     """(M, K, N, float32 exact) of each int8-gemm layer, read from the buffers one run allocates."""
     engine.run_one(sample)
     shapes = set()
-    for conv in quant_convs(engine.steps):
+    for conv in native_layers(engine.steps):
         if conv.path == "int8-gemm":
             for (name, shape, _) in conv._buffers:
                 if name == "pairs":

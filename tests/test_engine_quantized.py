@@ -344,14 +344,22 @@ def test_the_cpu_picks_the_int8_gemm_and_a_bad_setting_is_one_line(monkeypatch):
     from bitnas.evaluators.engine import isa
 
     monkeypatch.delenv("BITNAS_INT8_GEMM", raising=False)
-    monkeypatch.setattr(isa, "isa_path", lambda: "avx512-vpopcntdq")
-    monkeypatch.setattr(isa, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni"})
-    assert isa.int8_gemm_kind() == "int8"
-    monkeypatch.setattr(isa, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vpopcntdq"})
-    assert isa.int8_gemm_kind() == "float"  # no VNNI: torch._int_mm is many times slower than a float GEMM
-    monkeypatch.setattr(isa, "isa_path", lambda: "avx2")
-    monkeypatch.setattr(isa, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni"})
-    assert isa.int8_gemm_kind() == "float"  # kernels compiled for an older CPU stand for one without VNNI
+
+    def on(path, flags):  # the CPU's answer is cached per process: asked again for each CPU here
+        monkeypatch.setattr(isa, "isa_path", lambda: path)
+        monkeypatch.setattr(isa, "cpu_flags", lambda: flags)
+        isa._int8_gemm_from_cpu.cache_clear()
+
+    try:
+        on("avx512-vpopcntdq", {"avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni"})
+        assert isa.int8_gemm_kind() == "int8"
+        on("avx512-vpopcntdq", {"avx2", "avx512f", "avx512_vpopcntdq"})
+        assert isa.int8_gemm_kind() == "float"  # no VNNI: torch._int_mm is many times slower than a float GEMM
+        on("avx2", {"avx2", "avx512f", "avx512_vpopcntdq", "avx512_vnni"})
+        assert isa.int8_gemm_kind() == "float"  # kernels compiled for an older CPU stand for one without VNNI
+    finally:
+        monkeypatch.undo()
+        isa._int8_gemm_from_cpu.cache_clear()  # this machine's own answer again for the tests after
     monkeypatch.setenv("BITNAS_INT8_GEMM", "int8")
     assert isa.int8_gemm_kind() == "int8"
     monkeypatch.setenv("BITNAS_INT8_GEMM", "fast")

@@ -96,6 +96,12 @@ def int8_gemm_kind() -> str:
         if forced not in INT8_GEMM_KINDS:
             raise UserError(f"{INT8_GEMM_ENV}: one of {', '.join(INT8_GEMM_KINDS)} (got {forced!r})")
         return forced
+    return _int8_gemm_from_cpu()
+
+
+@functools.lru_cache(maxsize=None)
+def _int8_gemm_from_cpu() -> str:
+    # cached: every quantized layer a compile builds asks, and /proc/cpuinfo does not change
     flags = cpu_flags()
     has_vnni = "avx512_vnni" in flags or "avx_vnni" in flags
     return "int8" if has_vnni and isa_path() == _host_path(flags) else "float"

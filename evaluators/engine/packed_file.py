@@ -68,6 +68,18 @@ def _layer_fields(layer) -> dict[str, tuple[object, str, np.ndarray]]:
     return fields
 
 
+def native_layers(steps: list) -> list[object]:
+    """Every native quantized layer (NativeQuantConv) that `steps` run, inside chains and ReAct
+    blocks too: the layers a packed file stores, in its order."""
+    found = []
+    for step in steps:
+        if isinstance(step, (ReActStep, NativeChainStep)):
+            found += native_layers(step.parts())
+        else:
+            found += [layer for _, layer in _native_layers(step)]
+    return found
+
+
 def _save_native(step, prefix: str, arrays: dict[str, np.ndarray]) -> None:
     for path, layer in _native_layers(step):
         for field, (_, _, value) in _layer_fields(layer).items():
@@ -275,4 +287,4 @@ def _load(path: Path) -> tuple[EngineModel, dict]:
     return engine, header
 
 
-__all__ = ["FORMAT", "PackedFileError", "load_packed", "read_header", "save_packed"]
+__all__ = ["FORMAT", "PackedFileError", "load_packed", "native_layers", "read_header", "save_packed"]

@@ -57,6 +57,12 @@ _CLAMPS = {None: ik.NO_CLAMP, "relu": ik.RELU, "relu6": ik.RELU6}
 
 
 
+def _float32_exact(depth: int, largest_x: int, largest_w: int) -> bool:
+    """Whether float32 sums of `depth` products of integer levels up to these magnitudes are exact:
+    every partial sum is then an integer below 2^24, exact in any order."""
+    return depth * largest_x * largest_w < 2 ** 24
+
+
 @dataclass
 class ActivationPlanes:
     """How an input quantizer splits into planes: its kernel code, parameters and coefficients."""
@@ -171,8 +177,8 @@ class NativeQuantConv:
         positions = kernel * kernel
         depth = positions * in_channels // groups
         # The direct kernel's float32 arithmetic is exact while every partial sum stays below 2^24.
-        largest_x = 1 if acts.binary else max(-acts.qn, acts.qp)
-        self.float_exact = depth * largest_x * int(np.abs(planes).max(initial=1)) < 2 ** 24
+        largest_x = self._largest_input()
+        self.float_exact = _float32_exact(depth, largest_x, int(np.abs(planes).max(initial=1)))
         # A linear (one output pixel) is all call overhead in the GEMM path; the fused direct
         # kernel is one call. (The stem, Cin 1 or 3, measured faster through im2col + GEMM.)
         self.packed_base = np.float64(0)  # > 0: depthwise 2-bit weight planes packed into one
@@ -319,6 +325,10 @@ class NativeQuantConv:
         ik.combine(pairs, self.coef, self.shift, residual_array, has_residual, clamp, out)
         return out, pairs
 
+    def _largest_input(self) -> int:
+        """The largest |level| of an input plane: 1 for +-1 planes, else the quantizer's range."""
+        return 1 if self.acts.binary else max(-self.acts.qn, self.acts.qp)
+
     def gemm_matrix(self) -> torch.Tensor:
         """The int8-gemm path's right-hand side (K, Q*Cout) as this layer's GEMM takes it: the int8
         weight planes for torch._int_mm, else the same integers as float32 where every partial sum
@@ -328,9 +338,8 @@ class NativeQuantConv:
             if self.int8_gemm == "int8":
                 matrix = self.weights
             else:
-                largest_x = 1 if self.acts.binary else max(-self.acts.qn, self.acts.qp)
                 largest_w = int(self.weights.to(torch.int32).abs().max()) if self.weights.numel() else 1
-                exact = self.k_cols * largest_x * largest_w < 2 ** 24
+                exact = _float32_exact(self.k_cols, self._largest_input(), largest_w)
                 matrix = self.weights.to(torch.float32 if exact else torch.float64).contiguous()
             self._gemm_matrix = (self.weights, matrix)
         return self._gemm_matrix[1]
